@@ -1,0 +1,29 @@
+"""gpuenhance: GPU image enhancement and restoration in batches, with a CPU engine.
+
+The public API, nothing else. See README.md and DESIGN.md.
+"""
+
+__version__ = "0.1.0"
+
+from . import degrade, metrics
+from ._backend import BackendUnavailableError, info
+from .filters import gaussian_filter, median_filter
+from .local import EnhanceResult, enhance_roi
+from .pipeline import Pipeline
+from .restore import LMSRestorer
+from .tone import apply_lut, gamma_correct
+
+__all__ = [
+    "BackendUnavailableError",
+    "EnhanceResult",
+    "LMSRestorer",
+    "Pipeline",
+    "apply_lut",
+    "degrade",
+    "enhance_roi",
+    "gamma_correct",
+    "gaussian_filter",
+    "info",
+    "median_filter",
+    "metrics",
+]

@@ -1,0 +1,1 @@
+"""CPU engine: OpenCV where it covers the case, vectorized NumPy elsewhere."""

@@ -1,0 +1,101 @@
+"""Argument checks shared by both engines.
+
+Every check reads metadata only (type, shape, dtype, Python scalars): reading a device
+array's values would synchronise the GPU. Errors name the argument and the accepted range.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._backend import is_array
+
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+FILTER_DTYPES = IMAGE_DTYPES + (np.dtype(np.float64),)
+BORDERS = ("replicate", "reflect", "reflect_101", "constant")
+
+
+def _dtype_names(dtypes) -> str:
+    return ", ".join(np.dtype(d).name for d in dtypes)
+
+
+def image(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
+    """Check that *img* is a NumPy/CuPy image of shape (H, W), (H, W, C) or (N, H, W, C).
+
+    Raises
+    ------
+    TypeError
+        When *img* is not a NumPy or CuPy array, or its dtype is not one of *dtypes*.
+    ValueError
+        For a wrong number of dimensions or an empty image.
+    """
+    if not is_array(img):
+        raise TypeError(
+            f"{name} must be a NumPy or CuPy array; got {type(img).__name__}"
+        )
+    if img.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{name} must have shape (H, W), (H, W, C) or (N, H, W, C); got ndim={img.ndim} "
+            f"(shape {tuple(img.shape)})"
+        )
+    if img.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {tuple(img.shape)}")
+    if np.dtype(img.dtype) not in tuple(np.dtype(d) for d in dtypes):
+        raise TypeError(
+            f"{name} dtype must be one of {_dtype_names(dtypes)}; got {np.dtype(img.dtype).name}"
+        )
+
+
+def integer(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Return *value* as int, checking that it is an integer in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value}")
+    return value
+
+
+def odd_ksize(value, name: str = "ksize", *, low: int = 1, high: int | None = None) -> int:
+    """Return *value* as an odd positive int in [low, high]."""
+    k = integer(value, name, low=low, high=high)
+    if k % 2 == 0:
+        raise ValueError(f"{name} must be odd; got {k}")
+    return k
+
+
+def real(value, name: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False) -> float:
+    """Return *value* as a finite float in [low, high] ((low, high] when *low_open*)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}; got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}; got {value}")
+    return value
+
+
+def border(value, name: str = "border") -> str:
+    """Return *value* if it is one of :data:`BORDERS`."""
+    if value not in BORDERS:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(b) for b in BORDERS)}; got {value!r}"
+        )
+    return value
+
+
+def same_shape(a, b, names: tuple[str, str]) -> None:
+    """Check that arrays *a* and *b* have equal shapes."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape; "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )

@@ -1,0 +1,1 @@
+"""Degradation models (stub: being written)."""

@@ -1,0 +1,5 @@
+"""Batch pipeline (stub: being written)."""
+
+
+class Pipeline:
+    pass

@@ -1,0 +1,5 @@
+"""FFT-LMS restoration (stub: being written)."""
+
+
+class LMSRestorer:
+    pass

@@ -1,0 +1,36 @@
+"""The numerical contract of DESIGN.md as one table. A test never loosens one to pass.
+
+Keys are (op, dtype name). ``atol`` is in the dtype's units, ``rtol`` relative.
+"""
+
+TOL = {
+    # exact everywhere
+    ("median_filter", "uint8"): dict(atol=0, rtol=0),
+    ("median_filter", "uint16"): dict(atol=0, rtol=0),
+    ("median_filter", "float32"): dict(atol=0, rtol=0),
+    ("median_filter", "float64"): dict(atol=0, rtol=0),
+    ("apply_lut", "uint8"): dict(atol=0, rtol=0),
+    ("apply_lut", "uint16"): dict(atol=0, rtol=0),
+    # OpenCV's fixed-point path for integers: within one level
+    ("gaussian_filter", "uint8"): dict(atol=1, rtol=0),
+    ("gaussian_filter", "uint16"): dict(atol=1, rtol=0),
+    ("gaussian_filter", "float32"): dict(atol=1e-6, rtol=1e-5),
+    ("gaussian_filter", "float64"): dict(atol=1e-12, rtol=1e-10),
+    # gamma: integers go through a LUT (exact), floats computed directly
+    ("gamma_correct", "uint8"): dict(atol=0, rtol=0),
+    ("gamma_correct", "uint16"): dict(atol=0, rtol=0),
+    ("gamma_correct", "float32"): dict(atol=1e-7, rtol=1e-6),
+    # LMS: batch NLMS equals the empirical Wiener filter; engines agree
+    ("lms_wiener", "complex64"): dict(atol=0, rtol=1e-6),
+    ("lms_engines", "complex64"): dict(atol=1e-6, rtol=1e-4),
+    # patch SGD: parameters agree across engines
+    ("enhance_roi", "params"): dict(atol=1e-5, rtol=1e-4),
+}
+
+
+def tol(op: str, dtype) -> dict:
+    """The tolerance of *op* for *dtype* (a dtype or its name)."""
+    import numpy as np
+
+    name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    return TOL[(op, name)]
