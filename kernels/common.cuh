@@ -1,0 +1,79 @@
+// gpuenhance: helpers shared by every kernel file.
+//
+// Compiled by NVRTC for the GPU, and by the CUDA-on-CPU emulator as host C++ (the emulator
+// pre-includes its own header, which defines GPUENHANCE_EMULATOR and the CUDA built-ins).
+// No system headers: NVRTC has none.
+#pragma once
+
+typedef unsigned char gpuenhance_u8;
+typedef unsigned short gpuenhance_u16;
+typedef long long gpuenhance_i64;
+
+// Dynamic shared memory, declared the same way on both targets:
+//   GPUENHANCE_DYNAMIC_SMEM(float, tile);   // float* tile, sized by the launch's shared_mem
+#ifdef GPUENHANCE_EMULATOR
+#define GPUENHANCE_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(gpuenhance_emu_dynamic_smem())
+#else
+#define GPUENHANCE_DYNAMIC_SMEM(T, name)                                    \
+    extern __shared__ __align__(16) unsigned char gpuenhance_dynamic_smem_[]; \
+    T* name = reinterpret_cast<T*>(gpuenhance_dynamic_smem_)
+#endif
+
+// Border modes, numbered as the host code passes them (gpuenhance._cuda._common.BORDER_CODES).
+#define GPUENHANCE_BORDER_REPLICATE 0
+#define GPUENHANCE_BORDER_REFLECT 1
+#define GPUENHANCE_BORDER_REFLECT_101 2
+#define GPUENHANCE_BORDER_CONSTANT 3
+
+// Map a coordinate i (any integer) into [0, n) by OpenCV's rules for `border`
+// (replicate: aaa|abcd|ddd, reflect: cba|abcd|dcb, reflect_101: dcb|abcd|cba).
+// Returns -1 for a coordinate outside the image under the constant border.
+// Closed form, so windows larger than the image (many reflections) cost no loop.
+__device__ __forceinline__ int gpuenhance_border_index(int i, int n, int border) {
+    if (i >= 0 && i < n) return i;
+    if (border == GPUENHANCE_BORDER_CONSTANT) return -1;
+    if (border == GPUENHANCE_BORDER_REPLICATE || n == 1) return i < 0 ? 0 : n - 1;
+    const int delta = border == GPUENHANCE_BORDER_REFLECT_101 ? 1 : 0;
+    const int period = 2 * n - 2 * delta;
+    int m = i % period;
+    if (m < 0) m += period;
+    return m < n ? m : period - m - (1 - delta);
+}
+
+// Saturating conversions from float, rounding half to even as OpenCV's saturate_cast does.
+template <typename T> struct gpuenhance_cast;
+template <> struct gpuenhance_cast<gpuenhance_u8> {
+    static __device__ __forceinline__ gpuenhance_u8 from(float v) {
+        v = rintf(v);
+        return (gpuenhance_u8)(v <= 0.0f ? 0.0f : (v >= 255.0f ? 255.0f : v));
+    }
+};
+template <> struct gpuenhance_cast<gpuenhance_u16> {
+    static __device__ __forceinline__ gpuenhance_u16 from(float v) {
+        v = rintf(v);
+        return (gpuenhance_u16)(v <= 0.0f ? 0.0f : (v >= 65535.0f ? 65535.0f : v));
+    }
+};
+template <> struct gpuenhance_cast<float> {
+    static __device__ __forceinline__ float from(float v) { return v; }
+};
+template <> struct gpuenhance_cast<double> {
+    static __device__ __forceinline__ double from(double v) { return v; }
+};
+
+// 16-byte vector loads and stores (the pointer must be 16-byte aligned).
+__device__ __forceinline__ uint4 gpuenhance_load16(const void* p) {
+    return *reinterpret_cast<const uint4*>(p);
+}
+__device__ __forceinline__ void gpuenhance_store16(void* p, uint4 v) {
+    *reinterpret_cast<uint4*>(p) = v;
+}
+
+// Swap two values so that a <= b (compare-exchange of sorting networks).
+template <typename T>
+__device__ __forceinline__ void gpuenhance_sort2(T& a, T& b) {
+    const T lo = a < b ? a : b;
+    const T hi = a < b ? b : a;
+    a = lo;
+    b = hi;
+}
