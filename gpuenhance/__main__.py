@@ -1,0 +1,6 @@
+"""``python -m gpuenhance``: the same command line as ``gpuenhance``."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

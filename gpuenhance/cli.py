@@ -1,0 +1,474 @@
+"""The ``gpuenhance`` command line.
+
+``gpuenhance run``, ``gpuenhance restore fit|apply`` and ``gpuenhance info``; see
+``gpuenhance --help``. Exit codes: 0 when everything succeeded, 1 when some image failed,
+2 for a usage error (bad arguments, a bad pipeline spec, a missing input, an unavailable
+backend), always with a one-line message and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import _backend
+from .io import DEFAULT_MAX_PIXELS, ImageReadError, find_images, read_image, write_image
+
+__all__ = ["main", "build_parser", "contact_sheet"]
+
+DEFAULT_PIPELINE = "median:ksize=3 | gaussian:sigma=1.2 | gamma:gamma=0.8"
+BACKEND_CHOICES = ("auto", "cpu", "cuda", "cuda-emulated")
+CONTACT_SHEET_WIDTH = 1200
+
+
+class UsageError(Exception):
+    """A problem with how the command was called (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+
+
+def _add_engine_options(p: argparse.ArgumentParser, *, batch_default: int = 8) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="engine: auto (CUDA when a GPU works, else CPU), cpu, cuda, cuda-emulated "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=batch_default, metavar="N",
+        help="images per batch call (default: %(default)s)",
+    )
+
+
+def _add_file_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers", type=_positive_int, default=None, metavar="N",
+        help="decode/encode threads (default: min(8, CPU count))",
+    )
+    p.add_argument(
+        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help="skip images with more pixels than this (default: %(default)s)",
+    )
+
+
+def _check_backend(name: str) -> None:
+    """Fail early (as a usage error) when the requested engine cannot run here."""
+    if name == "cuda":
+        _backend.require_cuda()
+    elif name == "cuda-emulated":
+        try:
+            from ._cuda.emulator import compiler_problem
+
+            problem = compiler_problem()
+        except ImportError as exc:
+            problem = str(exc)
+        if problem is not None:
+            raise _backend.BackendUnavailableError(
+                f"backend='cuda-emulated' was requested but the emulator is unavailable: {problem}"
+            )
+
+
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar on a terminal's stderr, or None when stderr is not a terminal."""
+    try:
+        interactive = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        interactive = False
+    if not interactive:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
+
+
+def _finish(report, out_dir: Path) -> int:
+    report.write_json(out_dir / "report.json")
+    for path, reason in report.failures:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(f"gpuenhance: {report.summary()}; report: {out_dir / 'report.json'}")
+    return 0 if report.ok else 1
+
+
+def _to_display(img: np.ndarray) -> np.ndarray:
+    """An image as (H, W, 3) uint8 RGB for display (alpha dropped, 16-bit scaled down)."""
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = (np.clip(img.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def contact_sheet(pairs, width: int = CONTACT_SHEET_WIDTH, gap: int = 4) -> np.ndarray:
+    """Before/after rows: each pair side by side, rows stacked on a white background.
+
+    Parameters
+    ----------
+    pairs : iterable of (numpy.ndarray, numpy.ndarray)
+        (original, enhanced) images; a row is scaled down (never up) so that it fits in
+        *width* pixels.
+    width : int, optional
+        Largest sheet width in pixels; the sheet is as wide as its widest row.
+    gap : int, optional
+        White space between and around images.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8 RGB with W <= *width*.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sheet = contact_sheet([(np.zeros((10, 20), np.uint8), np.ones((10, 20), np.uint8))])
+    >>> sheet.shape
+    (18, 52, 3)
+    """
+    import cv2
+
+    rows = []
+    half = (width - 3 * gap) // 2
+    for before, after in pairs:
+        images = [_to_display(before), _to_display(after)]
+        scale = min(1.0, half / max(img.shape[1] for img in images))
+        scaled = []
+        for img in images:
+            size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+            if size != (img.shape[1], img.shape[0]):
+                img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            scaled.append(img)
+        rows.append(scaled)
+    if not rows:
+        raise ValueError("pairs must hold at least one (before, after) pair; got none")
+    sheet_w = max(sum(img.shape[1] for img in row) + 3 * gap for row in rows)
+    sheet_h = sum(max(img.shape[0] for img in row) + gap for row in rows) + gap
+    sheet = np.full((sheet_h, sheet_w, 3), 255, np.uint8)
+    y = gap
+    for row in rows:
+        x = gap
+        for img in row:
+            sheet[y : y + img.shape[0], x : x + img.shape[1]] = img
+            x += img.shape[1] + gap
+        y += max(img.shape[0] for img in row) + gap
+    return sheet
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_run(args) -> int:
+    from .pipeline import Pipeline
+
+    try:
+        pipeline = Pipeline(args.pipeline)
+    except ValueError as exc:
+        raise UsageError(f"--pipeline: {exc}") from None
+    _check_backend(args.backend)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o/--output {str(out_dir)!r} exists and is not a folder")
+    use_samples = not args.inputs
+    if use_samples:
+        from .samples import sample_paths
+
+        inputs = [str(p) for p in sample_paths()]
+    else:
+        inputs = args.inputs
+    try:
+        total = len(find_images(inputs, exclude=[out_dir]))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    bar = _progress_bar(total, "gpuenhance run")
+    try:
+        report = pipeline.run_files(
+            inputs,
+            out_dir,
+            backend=args.backend,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            max_pixels=args.max_pixels,
+            progress=None if bar is None else bar.update,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if use_samples and report.outputs:
+        pairs = [(read_image(src), read_image(dst)) for src, dst in report.outputs]
+        write_image(out_dir / "contact_sheet.png", contact_sheet(pairs))
+        print(f"gpuenhance: contact sheet: {out_dir / 'contact_sheet.png'}")
+    return _finish(report, out_dir)
+
+
+def _read_set(folder: str, max_pixels, workers) -> dict:
+    try:
+        files = find_images(folder)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if not files:
+        raise UsageError(f"no images found in {folder!r}")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        images = list(pool.map(lambda f: read_image(f.path, max_pixels=max_pixels), files))
+    return {f.relative.as_posix(): (f.path, img) for f, img in zip(files, images)}
+
+
+def _as_stack(images: list) -> np.ndarray:
+    """(N, H, W, C); alpha is dropped, as ``restore apply`` (run_files) passes it through."""
+    stack = np.stack(images)
+    if stack.ndim == 3:
+        return stack[..., None]
+    return stack[..., :3] if stack.shape[-1] == 4 else stack
+
+
+def _cmd_restore_fit(args) -> int:
+    from .restore import LMSRestorer
+
+    _check_backend(args.backend)
+    workers = args.workers or 4
+    try:
+        degraded = _read_set(args.degraded, args.max_pixels, workers)
+        clean = _read_set(args.clean, args.max_pixels, workers)
+    except ImageReadError as exc:
+        print(f"gpuenhance restore fit: error: {exc}", file=sys.stderr)
+        return 1
+    only_d = sorted(set(degraded) - set(clean))
+    only_c = sorted(set(clean) - set(degraded))
+    if only_d or only_c:
+        parts = []
+        if only_d:
+            parts.append(f"{len(only_d)} only in --degraded ({', '.join(only_d[:5])})")
+        if only_c:
+            parts.append(f"{len(only_c)} only in --clean ({', '.join(only_c[:5])})")
+        raise UsageError(
+            "--degraded and --clean must hold the same relative paths; " + "; ".join(parts)
+        )
+    names = sorted(degraded)
+    ref_name = names[0]
+    ref = degraded[ref_name][1]
+    for name in names:
+        for label, group in (("degraded", degraded), ("clean", clean)):
+            path, img = group[name]
+            if img.shape != ref.shape or img.dtype != ref.dtype:
+                raise UsageError(
+                    f"every image must have the shape and dtype of {str(degraded[ref_name][0])!r} "
+                    f"({ref.shape} {ref.dtype}); {label} {str(path)!r} is {img.shape} {img.dtype}"
+                )
+    deg = _as_stack([degraded[n][1] for n in names])
+    cln = _as_stack([clean[n][1] for n in names])
+    kwargs = dict(mu=args.mu, leak=args.leak, batch_size=args.batch_size, backend=args.backend)
+    if args.support is not None:
+        kwargs["support"] = args.support
+    try:
+        restorer = LMSRestorer(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        restorer.fit(deg, cln, epochs=args.epochs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"cannot fit on these images: {exc}") from None
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    restorer.save(out)
+    print(
+        f"gpuenhance: fitted an LMS restoration filter on {len(names)} pairs of "
+        f"{ref.shape[1]}x{ref.shape[0]} images ({args.epochs} epochs); saved {out}"
+    )
+    return 0
+
+
+def _cmd_restore_apply(args) -> int:
+    from .pipeline import run_files
+    from .restore import LMSRestorer
+
+    _check_backend(args.backend)
+    try:
+        restorer = LMSRestorer.load(args.filter)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--filter: {exc}") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"--filter: cannot load {args.filter!r}: {exc}") from None
+
+    def apply(batch, backend=None):
+        restorer.backend = backend  # the engine run_files resolved for this run
+        return restorer.restore(batch)
+
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o/--output {str(out_dir)!r} exists and is not a folder")
+    try:
+        total = len(find_images(args.inputs, exclude=[out_dir]))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    bar = _progress_bar(total, "gpuenhance restore")
+    try:
+        report = run_files(
+            apply,
+            args.inputs,
+            out_dir,
+            backend=args.backend,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            max_pixels=args.max_pixels,
+            progress=None if bar is None else bar.update,
+            label=f"restore:filter={args.filter}",
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return _finish(report, out_dir)
+
+
+def _format_info(report: dict) -> str:
+    lines = []
+    for key in ("gpuenhance", "python", "numpy", "opencv", "cupy"):
+        value = report.get(key)
+        lines.append(f"{key + ':':<12}{value if value is not None else 'not installed'}")
+    lines.append("engines:")
+    for name, state in report.get("engines", {}).items():
+        lines.append(f"  {name + ':':<15}{state}")
+    gpus = report.get("gpus", [])
+    lines.append("gpus:" + ("" if gpus else "        none"))
+    for gpu in gpus:
+        lines.append(
+            f"  [{gpu['index']}] {gpu['name']} (compute {gpu['compute_capability']}, "
+            f"{gpu['memory_gib']} GiB)"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_info(args) -> int:
+    from . import info
+
+    report = info()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_format_info(report))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpuenhance`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gpuenhance",
+        description="Enhance and restore images in batches on a GPU (or the CPU).",
+    )
+    parser.add_argument("--version", action="version", version=f"gpuenhance {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser(
+        "run",
+        help="run an enhancement pipeline over image files",
+        description="Run a pipeline over image files (folders recurse, globs expand). "
+        "With no INPUT, runs on the bundled sample photos and writes OUT/contact_sheet.png.",
+    )
+    run.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or glob patterns")
+    run.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    run.add_argument(
+        "--pipeline", default=DEFAULT_PIPELINE, metavar="SPEC",
+        help='stages separated by "|", e.g. "median:ksize=3 | gaussian:sigma=1.2 | '
+        'gamma:gamma=0.8" (default: %(default)s)',
+    )
+    _add_engine_options(run)
+    _add_file_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    restore = sub.add_parser("restore", help="learn or apply an FFT-LMS restoration filter")
+    rsub = restore.add_subparsers(dest="restore_command", metavar="ACTION")
+    rsub.required = True
+
+    fit = rsub.add_parser(
+        "fit",
+        help="learn a filter from (degraded, clean) pairs",
+        description="Learn a restoration filter from images paired by relative path.",
+    )
+    fit.add_argument("--degraded", required=True, metavar="DIR", help="folder of degraded images")
+    fit.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images")
+    fit.add_argument("-o", "--output", required=True, metavar="FILTER", help="filter file (.npz)")
+    fit.add_argument("--epochs", type=_positive_int, default=1, metavar="N",
+                     help="passes over the pairs (default: %(default)s)")
+    fit.add_argument("--mu", type=_float, default=0.5, help="NLMS step size (default: %(default)s)")
+    fit.add_argument("--leak", type=_float, default=0.0, help="leakage (default: %(default)s)")
+    fit.add_argument("--support", type=_nonnegative_int, default=None, metavar="R",
+                     help="spatial support radius of the filter (default: unrestricted)")
+    _add_engine_options(fit)
+    _add_file_options(fit)
+    fit.set_defaults(handler=_cmd_restore_fit)
+
+    apply = rsub.add_parser(
+        "apply",
+        help="restore images with a learned filter",
+        description="Restore image files with a filter from 'gpuenhance restore fit'.",
+    )
+    apply.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
+    apply.add_argument("--filter", required=True, metavar="FILTER", help="filter file (.npz)")
+    apply.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    _add_engine_options(apply)
+    _add_file_options(apply)
+    apply.set_defaults(handler=_cmd_restore_apply)
+
+    info_p = sub.add_parser("info", help="versions, engines and GPUs")
+    info_p.add_argument("--json", action="store_true", help="print JSON")
+    info_p.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line with *argv* (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argparse usage error (code 2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    command = args.command + (f" {args.restore_command}" if args.command == "restore" else "")
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"gpuenhance {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except _backend.BackendUnavailableError as exc:
+        print(f"gpuenhance {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gpuenhance {command}: interrupted", file=sys.stderr)
+        return 130
