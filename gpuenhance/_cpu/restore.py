@@ -1,0 +1,143 @@
+"""CPU engine of FFT-LMS restoration (NumPy, float32 images and complex64 spectra).
+
+Spectra are real 2-D FFTs over (H, W) with ``norm="ortho"``, laid out (N, H, W//2+1, C).
+Weights W are (H, W//2+1, C) complex64 and multiply those spectra; W is the unnormalised DFT
+of a real spatial convolution kernel, so ``irfft2(W)`` (``norm="backward"``) gives its taps.
+Every function is vectorized over the batch and the bins; the only Python loop is over the
+update steps of an epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._image import dtype_max
+
+
+def _to_float(stack) -> np.ndarray:
+    """(N, H, W, C) of any image dtype -> float32 on the normalized range."""
+    out = stack.astype(np.float32)
+    scale = dtype_max(stack.dtype)
+    if scale != 1.0:
+        out *= np.float32(1.0 / scale)
+    return out
+
+
+def spectra(stack) -> np.ndarray:
+    """rfft2 (ortho) of an (N, H, W, C) stack -> complex64 (N, H, W//2+1, C)."""
+    g = np.fft.rfft2(_to_float(stack), axes=(1, 2), norm="ortho")
+    return g.astype(np.complex64, copy=False)
+
+
+def _column_weights(shape) -> np.ndarray:
+    """Parseval weights of the rfft columns: 1 for columns without a stored mirror, else 2."""
+    width = int(shape[1])
+    wf = width // 2 + 1
+    weight = np.full(wf, 2.0, dtype=np.float32)
+    weight[0] = 1.0
+    if width % 2 == 0:
+        weight[-1] = 1.0
+    return weight
+
+
+def project_support(W, shape, r) -> np.ndarray:
+    """Project W onto spatial kernels with taps only within circular distance *r* of the origin."""
+    height, width = int(shape[0]), int(shape[1])
+    k = np.fft.irfft2(W, s=(height, width), axes=(0, 1))
+    k[r + 1 : height - r] = 0
+    k[:, r + 1 : width - r] = 0
+    return np.fft.rfft2(k, axes=(0, 1)).astype(np.complex64, copy=False)
+
+
+def kernel_from_weights(W, shape, r) -> np.ndarray:
+    """The (2r+1, 2r+1, C) float32 convolution taps of W, origin at the centre."""
+    height, width = int(shape[0]), int(shape[1])
+    k = np.fft.irfft2(W, s=(height, width), axes=(0, 1))
+    offsets = np.arange(-r, r + 1)
+    taps = k[np.ix_(offsets % height, offsets % width)]
+    return taps.astype(np.float32)
+
+
+def weights_from_kernel(taps, shape) -> np.ndarray:
+    """W (H, W//2+1, C) complex64 of (2r+1, 2r+1, C) taps circularly zero-padded to *shape*."""
+    height, width = int(shape[0]), int(shape[1])
+    r = (taps.shape[0] - 1) // 2
+    offsets = np.arange(-r, r + 1)
+    k = np.zeros((height, width, taps.shape[2]), dtype=np.float64)
+    k[np.ix_(offsets % height, offsets % width)] = taps
+    return np.fft.rfft2(k, axes=(0, 1)).astype(np.complex64)
+
+
+def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support):
+    """One pass of normalized complex LMS over the pairs in *order*, *batch_size* at a time.
+
+    Parameters
+    ----------
+    G, F : ndarray, complex64 (N, H, Wf, C)
+        Spectra of the degraded and clean images.
+    W : ndarray, complex64 (H, Wf, C) or None
+        Current weights (None: zeros).
+    P : ndarray, float32 (H, Wf, C) or None
+        Running per-bin power of G (None: the first step initializes it).
+    order : ndarray of int
+        Pair indices in the order they are visited.
+    shape : (int, int)
+        (H, W) of the images.
+    batch_size : int
+    mu, leak, eps, beta : float
+    support : int
+        Radius of the spatial support projection, or -1 for none.
+
+    Returns
+    -------
+    W, P : ndarray
+        Updated state.
+    losses : ndarray, float32 (steps,)
+        Per-step loss: mean squared error per pixel before the update (Parseval over the full
+        spectrum).
+    """
+    if W is None:
+        W = np.zeros(G.shape[1:], dtype=np.complex64)
+    else:
+        W = W.astype(np.complex64, copy=True)
+    first = P is None
+    P = np.zeros(G.shape[1:], dtype=np.float32) if first else P.astype(np.float32, copy=True)
+    weight = _column_weights(shape)[:, None]
+    pixels = float(shape[0]) * float(shape[1]) * float(G.shape[3])
+    mu, leak, eps, beta = (np.float32(v) for v in (mu, leak, eps, beta))
+    order = np.asarray(order)
+    steps = -(-len(order) // batch_size)
+    losses = np.empty(steps, dtype=np.float32)
+    for step in range(steps):
+        idx = order[step * batch_size : (step + 1) * batch_size]
+        Gb = G[idx]
+        E = F[idx] - W * Gb
+        err = (E.real * E.real + E.imag * E.imag).sum(axis=0)
+        losses[step] = np.float32((err * weight).sum(dtype=np.float64) / (len(idx) * pixels))
+        grad = (np.conj(Gb) * E).mean(axis=0)
+        p = (Gb.real * Gb.real + Gb.imag * Gb.imag).mean(axis=0)
+        if first:
+            P = p
+            first = False
+        else:
+            P = beta * P + (np.float32(1) - beta) * p
+        W = W + (mu / (P + eps)) * (grad - leak * W)
+        if support >= 0:
+            W = project_support(W, shape, support)
+    return W.astype(np.complex64, copy=False), P.astype(np.float32, copy=False), losses
+
+
+def apply(W, stack) -> np.ndarray:
+    """irfft2(W * rfft2(stack)) of an (N, H, W, C) stack, returned in the stack's dtype.
+
+    Integers are rounded half to even and saturated; floats come back as float32.
+    """
+    height, width = stack.shape[1], stack.shape[2]
+    G = spectra(stack)
+    out = np.fft.irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
+    out = out.astype(np.float32, copy=False)
+    dtype = np.dtype(stack.dtype)
+    if dtype.kind in "ui":
+        scale = np.float32(dtype_max(dtype))
+        out = np.clip(np.rint(out * scale), 0, scale).astype(dtype)
+    return out

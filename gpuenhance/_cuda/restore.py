@@ -1,0 +1,143 @@
+"""CUDA engine of FFT-LMS restoration: FFTs through ``ctx.xp.fft``, one fused kernel per step.
+
+Same functions and signatures as :mod:`gpuenhance._cpu.restore`, with the kernel context
+first. FFTs run on cuFFT (CuPy) or ``numpy.fft`` (emulator), cast to complex64/float32.
+Each update step is one launch of ``gpuenhance_lms_step`` (kernels/lms.cu): error, power and
+weight update fused, per-block partial sums of the loss written to a small device array that
+is summed once per epoch, so an epoch never synchronises with the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._image import dtype_max
+from ._common import blocks
+
+LMS_FILE = "lms.cu"
+BLOCK = 256
+MAX_BLOCKS = 2048
+STEP_KERNEL = f"gpuenhance_lms_step<{BLOCK}>"
+
+KERNELS = {LMS_FILE: (STEP_KERNEL,)}
+HOT_KERNELS = (STEP_KERNEL,)
+
+
+def _to_float(ctx, stack):
+    xp = ctx.xp
+    out = stack.astype(xp.float32)
+    scale = dtype_max(stack.dtype)
+    if scale != 1.0:
+        out *= np.float32(1.0 / scale)
+    return out
+
+
+def spectra(ctx, stack):
+    """rfft2 (ortho) of an (N, H, W, C) stack -> complex64 (N, H, W//2+1, C)."""
+    g = ctx.xp.fft.rfft2(_to_float(ctx, stack), axes=(1, 2), norm="ortho")
+    return ctx.xp.ascontiguousarray(g.astype(ctx.xp.complex64, copy=False))
+
+
+def project_support(ctx, W, shape, r):
+    """Project W onto spatial kernels with taps only within circular distance *r* of the origin."""
+    xp = ctx.xp
+    height, width = int(shape[0]), int(shape[1])
+    k = xp.fft.irfft2(W, s=(height, width), axes=(0, 1))
+    k[r + 1 : height - r] = 0
+    k[:, r + 1 : width - r] = 0
+    return xp.ascontiguousarray(xp.fft.rfft2(k, axes=(0, 1)).astype(xp.complex64, copy=False))
+
+
+def kernel_from_weights(ctx, W, shape, r):
+    """The (2r+1, 2r+1, C) float32 convolution taps of W, origin at the centre."""
+    xp = ctx.xp
+    height, width = int(shape[0]), int(shape[1])
+    k = xp.fft.irfft2(W, s=(height, width), axes=(0, 1))
+    k = xp.roll(k, (r, r), axis=(0, 1))[: 2 * r + 1, : 2 * r + 1]
+    return xp.ascontiguousarray(k.astype(xp.float32))
+
+
+def weights_from_kernel(ctx, taps, shape):
+    """W (H, W//2+1, C) complex64 of (2r+1, 2r+1, C) taps circularly zero-padded to *shape*."""
+    xp = ctx.xp
+    height, width = int(shape[0]), int(shape[1])
+    r = (taps.shape[0] - 1) // 2
+    k = xp.zeros((height, width, taps.shape[2]), dtype=xp.float64)
+    k[: 2 * r + 1, : 2 * r + 1] = taps
+    k = xp.roll(k, (-r, -r), axis=(0, 1))
+    return xp.ascontiguousarray(xp.fft.rfft2(k, axes=(0, 1)).astype(xp.complex64))
+
+
+def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support):
+    """One pass of normalized complex LMS; see :func:`gpuenhance._cpu.restore.nlms_epoch`."""
+    xp = ctx.xp
+    G = xp.ascontiguousarray(G, dtype=xp.complex64)
+    F = xp.ascontiguousarray(F, dtype=xp.complex64)
+    bins_shape = G.shape[1:]
+    W = (
+        xp.zeros(bins_shape, dtype=xp.complex64)
+        if W is None
+        else xp.array(W, dtype=xp.complex64, order="C", copy=True)
+    )
+    first = P is None
+    P = (
+        xp.zeros(bins_shape, dtype=xp.float32)
+        if first
+        else xp.array(P, dtype=xp.float32, order="C", copy=True)
+    )
+    order = xp.ascontiguousarray(order, dtype=xp.int32)
+    n = int(order.shape[0])
+    height, width = int(shape[0]), int(shape[1])
+    wf, channels = int(bins_shape[1]), int(bins_shape[2])
+    nbins = int(np.prod(bins_shape))
+    grid = min(blocks(nbins, BLOCK), MAX_BLOCKS)
+    steps = -(-n // batch_size)
+    partials = xp.zeros((steps, grid), dtype=xp.float32)
+    kernel = ctx.function(LMS_FILE, KERNELS[LMS_FILE], STEP_KERNEL)
+    pixels = float(height) * float(width) * float(channels)
+    for step in range(steps):
+        start = step * batch_size
+        batch = min(batch_size, n - start)
+        kernel(
+            (grid,),
+            (BLOCK,),
+            (
+                G,
+                F,
+                W,
+                P,
+                order,
+                np.int32(start),
+                np.int32(batch),
+                np.int64(nbins),
+                np.int32(wf),
+                np.int32(channels),
+                np.int32(width % 2 == 0),
+                np.float32(mu),
+                np.float32(leak),
+                np.float32(eps),
+                np.float32(beta),
+                np.int32(first),
+                np.float32(1.0 / (batch * pixels)),
+                partials,
+                np.int32(step),
+            ),
+        )
+        first = False
+        if support >= 0:
+            W = project_support(ctx, W, shape, support)
+    return W, P, partials.sum(axis=1)
+
+
+def apply(ctx, W, stack):
+    """irfft2(W * rfft2(stack)) of an (N, H, W, C) stack, returned in the stack's dtype."""
+    xp = ctx.xp
+    height, width = stack.shape[1], stack.shape[2]
+    G = spectra(ctx, stack)
+    out = xp.fft.irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
+    out = out.astype(xp.float32, copy=False)
+    dtype = np.dtype(stack.dtype)
+    if dtype.kind in "ui":
+        scale = np.float32(dtype_max(dtype))
+        out = xp.clip(xp.rint(out * scale), 0, scale).astype(dtype)
+    return out
