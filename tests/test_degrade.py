@@ -9,7 +9,7 @@ from tolerances import tol
 
 from gpuenhance import degrade
 
-F32 = tol("gaussian_filter", "float32")  # float32 filtering vs a float64 oracle
+F32 = tol("fft_filter", "float32")  # float32 FFT filtering vs a float64 oracle
 
 
 # ------------------------------------------------------------------------------ OTFs
