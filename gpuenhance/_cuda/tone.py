@@ -1,0 +1,135 @@
+"""CUDA engine: lookup tables and gamma (kernels/lut.cu).
+
+Arguments arrive validated by :mod:`gpuenhance.tone`: the table's dtype equals the image's,
+it has 256 (uint8) or 65536 (uint16) entries and shape (entries,) or (entries, C).
+
+The image is processed as one flat contiguous array: 16-byte vector loads/stores from the
+first 16-byte-aligned element on, scalar head and tail. The head is computed here from the
+pointers (``data.ptr`` for CuPy, ``ctypes.data`` for NumPy); when source and destination
+cannot both be aligned the whole array takes the scalar path. uint8 tables live in shared
+memory (up to 192 channels, 48 KiB), uint16 tables are read through ``__ldg``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .._image import from_nhwc, to_nhwc
+from ._common import blocks, ctype
+
+_SMEM_LIMIT = 48 * 1024
+_THREADS = 256
+_MAX_BLOCKS = 2048
+
+
+def _lut_name(dtype, per_channel: bool, smem: bool) -> str:
+    return f"gpuenhance_lut<{ctype(dtype)}, {str(per_channel).lower()}, {str(smem).lower()}>"
+
+
+_GAMMA = "gpuenhance_gamma_f32"
+
+KERNELS = {
+    "lut.cu": (
+        _lut_name(np.uint8, False, True),
+        _lut_name(np.uint8, True, True),
+        _lut_name(np.uint8, False, False),
+        _lut_name(np.uint8, True, False),
+        _lut_name(np.uint16, False, False),
+        _lut_name(np.uint16, True, False),
+        _GAMMA,
+    )
+}
+
+HOT_KERNELS = (
+    _lut_name(np.uint8, False, True),
+    _lut_name(np.uint8, True, True),
+    _lut_name(np.uint16, False, False),
+    _lut_name(np.uint16, True, False),
+    _GAMMA,
+)
+
+
+def _function(ctx, name: str):
+    return ctx.module("lut.cu", KERNELS["lut.cu"]).get_function(name)
+
+
+def _pointer(ctx, a) -> int:
+    return int(a.data.ptr) if ctx.name == "cuda" else int(a.ctypes.data)
+
+
+def _head(ctx, src, dst) -> int:
+    """Elements before the first 16-byte-aligned one; all of them when src/dst differ."""
+    ps, pd = _pointer(ctx, src), _pointer(ctx, dst)
+    size = src.dtype.itemsize
+    if (ps - pd) % 16:
+        return src.size
+    lead = (-ps) % 16
+    if lead % size:
+        return src.size
+    return min(src.size, lead // size)
+
+
+def _grid(n: int, per_thread: int) -> tuple[int, int, int]:
+    return (min(blocks(blocks(n, per_thread), _THREADS), _MAX_BLOCKS), 1, 1)
+
+
+def apply_lut(ctx, img, lut):
+    """``out = lut[img]`` (per-channel: ``lut[img[..., c], c]``); exactly cv2.LUT."""
+    xp = ctx.xp
+    x = xp.ascontiguousarray(to_nhwc(img))
+    out = xp.empty(x.shape, dtype=x.dtype)
+    dtype = np.dtype(x.dtype)
+    channels = int(x.shape[-1])
+    table = xp.ascontiguousarray(lut)
+    per_channel = table.ndim == 2 and table.shape[1] > 1
+    entries = 256 if dtype == np.uint8 else 65536
+    smem_bytes = entries * (channels if per_channel else 1) * dtype.itemsize
+    smem = dtype == np.uint8 and smem_bytes <= _SMEM_LIMIT
+    n = int(x.size)
+    kern = _function(ctx, _lut_name(dtype, per_channel, smem))
+    kern(
+        _grid(n, 16 // dtype.itemsize),
+        (_THREADS, 1, 1),
+        (x, out, table, np.int64(n), np.int64(_head(ctx, x, out)), np.int32(channels)),
+        shared_mem=smem_bytes if smem else 0,
+    )
+    return from_nhwc(out, img.ndim)
+
+
+def _host_gamma_table(dtype, gamma: float, gain: float) -> np.ndarray:
+    try:
+        from .._cpu.tone import gamma_table
+    except ImportError:  # pragma: no cover - only before the CPU engine existed
+        top = float(np.iinfo(dtype).max)
+        levels = np.arange(int(top) + 1, dtype=np.float64) / top
+        return np.clip(np.rint(gain * levels**gamma * top), 0.0, top).astype(dtype)
+    return gamma_table(dtype, gamma, gain)
+
+
+@functools.lru_cache(maxsize=64)
+def _gamma_table_cached(engine: str, device, dtype_name: str, gamma: float, gain: float):
+    from ._loader import get_context
+
+    table = _host_gamma_table(np.dtype(dtype_name), gamma, gain)
+    return get_context(engine).xp.asarray(table)
+
+
+def gamma_correct(ctx, img, gamma: float, gain: float):
+    """``gain * img**gamma`` on the normalised range; integers through a cached table."""
+    dtype = np.dtype(img.dtype)
+    if dtype.kind == "u":
+        device = ctx.xp.cuda.runtime.getDevice() if ctx.name == "cuda" else None
+        table = _gamma_table_cached(ctx.name, device, dtype.name, float(gamma), float(gain))
+        return apply_lut(ctx, img, table)
+    xp = ctx.xp
+    x = xp.ascontiguousarray(img)
+    out = xp.empty(x.shape, dtype=x.dtype)
+    n = int(x.size)
+    _function(ctx, _GAMMA)(
+        _grid(n, 4),
+        (_THREADS, 1, 1),
+        (x, out, np.int64(n), np.int64(_head(ctx, x, out)), np.float32(gamma), np.float32(gain)),
+    )
+    return out

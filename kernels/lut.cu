@@ -1,0 +1,106 @@
+// gpuenhance: lookup tables (uint8/uint16) and float gamma.
+//
+// All kernels treat the image as one flat contiguous array of n elements and walk it with a
+// grid-stride loop on 64-bit indices, in three parts:
+//   [0, head)            scalar: the elements before the first 16-byte-aligned one (the host
+//                        sets head = n, all scalar, when source and destination are not
+//                        aligned alike);
+//   [head, head + V*m)   16-byte vectors (uint4 / float4) loaded and stored whole;
+//   the rest             scalar tail.
+// Per-channel tables: the table is (entries, C) row-major and element i of an NHWC array has
+// channel i % C, so entry v of channel c is lut[v * C + c].
+//
+// uint8: the table (256 * C entries) is staged in shared memory (SMEM = true; the host uses
+// it while 256 * C bytes fit the 48 KiB default). uint16: the 65536-entry table (128 KiB per
+// channel) does not fit the 48 KiB default shared memory, so it is read from global memory
+// through __ldg (read-only cache). Opting into more dynamic shared memory is possible on
+// sm_80+ but not needed: the hot entries of a real image stay in L1/L2.
+#include "common.cuh"
+
+template <typename T, bool SMEM>
+__device__ __forceinline__ T gpuenhance_lut_read(const T* tab, gpuenhance_i64 i) {
+    return SMEM ? tab[i] : __ldg(tab + i);
+}
+
+// Map the elements packed in one 32-bit word (4 uint8 or 2 uint16, lowest address in the
+// low bits); `c` is the channel of the first element and is advanced past the word.
+template <typename T, bool PER_CHANNEL, bool SMEM>
+__device__ __forceinline__ unsigned int gpuenhance_lut_word(unsigned int w, const T* tab, int& c,
+                                                            int channels) {
+    constexpr int E = 4 / (int)sizeof(T);
+    constexpr int BITS = 8 * (int)sizeof(T);
+    constexpr unsigned int MASK = (1u << BITS) - 1u;
+    unsigned int r = 0;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+        const unsigned int v = (w >> (e * BITS)) & MASK;
+        const unsigned int out =
+            PER_CHANNEL ? gpuenhance_lut_read<T, SMEM>(tab, (gpuenhance_i64)v * channels + c)
+                        : gpuenhance_lut_read<T, SMEM>(tab, v);
+        r |= out << (e * BITS);
+        if (PER_CHANNEL && ++c == channels) c = 0;
+    }
+    return r;
+}
+
+// Launch: 1-D blocks, any grid; shared_mem = 256 * C bytes when SMEM, else 0.
+template <typename T, bool PER_CHANNEL, bool SMEM>
+__global__ void gpuenhance_lut(const T* __restrict__ src, T* __restrict__ dst,
+                               const T* __restrict__ lut, gpuenhance_i64 n, gpuenhance_i64 head,
+                               int channels) {
+    constexpr int V = 16 / (int)sizeof(T);
+    const T* tab = lut;
+    if (SMEM) {
+        GPUENHANCE_DYNAMIC_SMEM(T, table);
+        const int entries = (sizeof(T) == 1 ? 256 : 65536) * (PER_CHANNEL ? channels : 1);
+        for (int i = threadIdx.x; i < entries; i += blockDim.x) table[i] = lut[i];
+        __syncthreads();
+        tab = table;
+    }
+    const gpuenhance_i64 step = (gpuenhance_i64)gridDim.x * blockDim.x;
+    const gpuenhance_i64 t = (gpuenhance_i64)blockIdx.x * blockDim.x + threadIdx.x;
+    for (gpuenhance_i64 i = t; i < head; i += step) {
+        const gpuenhance_i64 e = PER_CHANNEL ? (gpuenhance_i64)src[i] * channels + i % channels
+                                             : (gpuenhance_i64)src[i];
+        dst[i] = gpuenhance_lut_read<T, SMEM>(tab, e);
+    }
+    const gpuenhance_i64 nvec = (n - head) / V;
+    for (gpuenhance_i64 k = t; k < nvec; k += step) {
+        const gpuenhance_i64 at = head + k * V;
+        int c = PER_CHANNEL ? (int)(at % channels) : 0;
+        const uint4 in = gpuenhance_load16(src + at);
+        uint4 out;
+        out.x = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.x, tab, c, channels);
+        out.y = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.y, tab, c, channels);
+        out.z = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.z, tab, c, channels);
+        out.w = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.w, tab, c, channels);
+        gpuenhance_store16(dst + at, out);
+    }
+    for (gpuenhance_i64 i = head + nvec * V + t; i < n; i += step) {
+        const gpuenhance_i64 e = PER_CHANNEL ? (gpuenhance_i64)src[i] * channels + i % channels
+                                             : (gpuenhance_i64)src[i];
+        dst[i] = gpuenhance_lut_read<T, SMEM>(tab, e);
+    }
+}
+
+// out = gain * x^gamma on float32 (NaN propagates); same head/vector/tail split (float4).
+__global__ void gpuenhance_gamma_f32(const float* __restrict__ src, float* __restrict__ dst,
+                                     gpuenhance_i64 n, gpuenhance_i64 head, float gamma,
+                                     float gain) {
+    const gpuenhance_i64 step = (gpuenhance_i64)gridDim.x * blockDim.x;
+    const gpuenhance_i64 t = (gpuenhance_i64)blockIdx.x * blockDim.x + threadIdx.x;
+    for (gpuenhance_i64 i = t; i < head; i += step) dst[i] = gain * powf(src[i], gamma);
+    const gpuenhance_i64 nvec = (n - head) / 4;
+    for (gpuenhance_i64 k = t; k < nvec; k += step) {
+        const gpuenhance_i64 at = head + k * 4;
+        const float4 in = *reinterpret_cast<const float4*>(src + at);
+        float4 out;
+        out.x = gain * powf(in.x, gamma);
+        out.y = gain * powf(in.y, gamma);
+        out.z = gain * powf(in.z, gamma);
+        out.w = gain * powf(in.w, gamma);
+        *reinterpret_cast<float4*>(dst + at) = out;
+    }
+    for (gpuenhance_i64 i = head + nvec * 4 + t; i < n; i += step)
+        dst[i] = gain * powf(src[i], gamma);
+}

@@ -1,0 +1,406 @@
+// gpuenhance: median filter kernels.
+//
+// Images are contiguous NHWC; a launch covers a whole batch: grid.z walks the N*C planes
+// (grid-stride, so any N*C fits the 65535 limit), plane (n, c) starts at n*H*W*C + c and its
+// pixel (y, x) sits at ((y*W + x)*C). Outside the image, coordinates map through
+// gpuenhance_border_index (OpenCV's borderInterpolate, windows larger than the image included);
+// the constant border reads 0.
+//
+// Three algorithms, chosen on the host (gpuenhance/_cuda/filters.py):
+//
+// 1. gpuenhance_median_small<T, K>, K in {3, 5, 7}, every dtype. The block stages its tile with
+//    the halo in shared memory; each thread copies its K*K window into registers (fully
+//    unrolled, compile-time indices) and selects the median there:
+//    - 3x3: sort the three rows, then med3(max of the row minima, med3 of the row medians,
+//      min of the row maxima) -- the anti-diagonal of the row- and column-sorted 3x3 block.
+//    - 5x5, 7x7: forgetful selection. With n = K*K values and m = n/2, take the first m+2
+//      values; their minimum and maximum cannot be the median, so both are dropped, the next
+//      value joins, and this repeats until one value is left. At most m+2 values are live.
+//
+// 2. gpuenhance_median_hist<T, WIDE>, uint8 and uint16, any odd K (used from K = 7 for uint8,
+//    K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
+//    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
+//    plus a lookup of bounded cost, instead of the K*K work of a selection. The histograms
+//    are thread-private, in dynamic shared memory, interleaved (counter j of thread t at
+//    hist[j * blockDim.x + t]) so that a warp touching the same counter hits distinct banks.
+//    Counters are unsigned short when K*K < 65536 (WIDE = 0), else unsigned int (WIDE = 1).
+//    - uint8: two levels, 16 coarse bins (value >> 4) and 256 fine bins. Lookup: scan at most
+//      16 coarse bins, then at most 16 fine bins inside the coarse bin found.
+//    - uint16: 16 bins on bits 15..12 and 256 bins on the high byte are kept for the whole
+//      window; the low byte is resolved by a second 16 + 256 pair that counts only the values
+//      whose high byte equals one "current" high byte. When the median's high byte changes,
+//      that pair is rebuilt from the K*K window (O(K*K), but rare on natural images: the
+//      median drifts slowly); updates of values with the current high byte keep it exact.
+//      Lookup: at most 16 + 16 + 16 + 16 counter reads. 544 counters per thread.
+//
+// 3. gpuenhance_median_select<T>, any dtype and odd K: the general path for large windows on
+//    float32/float64. Radix selection on order-preserving unsigned keys (floats: sign bit
+//    flipped for positives, all bits for negatives), 4 bits per pass: each pass counts the
+//    window values that match the digits fixed so far into 16 thread-private counters in
+//    shared memory, then fixes the next digit. 8 passes (float32) or 16 (float64) over the
+//    window, no per-thread window buffer.
+//
+// NaN inputs: the median of a window holding NaN is unspecified (the paths may differ).
+#include "common.cuh"
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+// Value of plane pixel (y, x) under the border rule; `plane` points at (n, 0, 0, c).
+template <typename T>
+__device__ __forceinline__ T gpuenhance_median_fetch(const T* __restrict__ plane, int y, int x,
+                                                     int H, int W, int C, int border) {
+    const int yy = gpuenhance_border_index(y, H, border);
+    const int xx = gpuenhance_border_index(x, W, border);
+    if (yy < 0 || xx < 0) return T(0);
+    return plane[((gpuenhance_i64)yy * W + xx) * C];
+}
+
+// Compare-exchange; floats use fminf/fmaxf (one instruction each).
+template <typename T>
+__device__ __forceinline__ void gpuenhance_median_cx(T& a, T& b) {
+    gpuenhance_sort2(a, b);
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<float>(float& a, float& b) {
+    const float lo = fminf(a, b);
+    b = fmaxf(a, b);
+    a = lo;
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<double>(double& a, double& b) {
+    const double lo = fmin(a, b);
+    b = fmax(a, b);
+    a = lo;
+}
+
+template <typename T>
+__device__ __forceinline__ T gpuenhance_median_med3(T a, T b, T c) {
+    gpuenhance_median_cx(a, b);
+    gpuenhance_median_cx(b, c);
+    gpuenhance_median_cx(a, b);
+    return b;
+}
+
+// Median of v[0..K*K) for the register paths.
+template <typename T, int K>
+struct gpuenhance_median_net {
+    // Forgetful selection (see the file comment).
+    static __device__ __forceinline__ T run(T (&v)[K * K]) {
+        constexpr int NN = K * K;
+        constexpr int M = NN / 2;
+#pragma unroll
+        for (int s = 0; s < M; ++s) {
+            // Live values: v[2s .. M+2+s). Move the minimum to v[2s], the maximum to v[2s+1].
+            const int b = 2 * s;
+            const int e = M + 2 + s;
+#pragma unroll
+            for (int i = b + 1; i < e; ++i) gpuenhance_median_cx(v[b], v[i]);
+#pragma unroll
+            for (int i = b + 2; i < e; ++i) gpuenhance_median_cx(v[i], v[b + 1]);
+        }
+        return v[NN - 1];
+    }
+};
+
+template <typename T>
+struct gpuenhance_median_net<T, 3> {
+    static __device__ __forceinline__ T run(T (&v)[9]) {
+#pragma unroll
+        for (int r = 0; r < 3; ++r) {
+            gpuenhance_median_cx(v[3 * r], v[3 * r + 1]);
+            gpuenhance_median_cx(v[3 * r + 1], v[3 * r + 2]);
+            gpuenhance_median_cx(v[3 * r], v[3 * r + 1]);
+        }
+        // v[6] = max of the row minima, v[8] = min of the row maxima (the other halves of
+        // these compare-exchanges are dead and compiled away).
+        gpuenhance_median_cx(v[0], v[3]);
+        gpuenhance_median_cx(v[3], v[6]);
+        gpuenhance_median_cx(v[5], v[2]);
+        gpuenhance_median_cx(v[8], v[5]);
+        return gpuenhance_median_med3(v[6], gpuenhance_median_med3(v[1], v[4], v[7]), v[8]);
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// 1. Register selection for small windows (tile + halo in shared memory)
+// ---------------------------------------------------------------------------------------------
+// Launch: block (bx, by), grid (ceil(W/bx), ceil(H/by), min(N*C, 65535)),
+// shared_mem = (bx + K - 1) * (by + K - 1) * sizeof(T).
+template <typename T, int K>
+__global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict__ dst, int N,
+                                        int H, int W, int C, int border) {
+    constexpr int R = K / 2;
+    GPUENHANCE_DYNAMIC_SMEM(T, tile);
+    const int bx = blockDim.x;
+    const int tw = bx + K - 1;
+    const int th = blockDim.y + K - 1;
+    const int tid = threadIdx.y * bx + threadIdx.x;
+    const int nthreads = bx * blockDim.y;
+    const int x0 = blockIdx.x * bx - R;
+    const int y0 = blockIdx.y * blockDim.y - R;
+    const int x = blockIdx.x * bx + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    const int planes = N * C;
+    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
+        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
+        __syncthreads();  // the previous plane's tile is no longer read
+        for (int i = tid; i < tw * th; i += nthreads) {
+            const int ty = i / tw;
+            tile[i] = gpuenhance_median_fetch(src + base, y0 + ty, x0 + (i - ty * tw), H, W, C,
+                                              border);
+        }
+        __syncthreads();
+        if (x < W && y < H) {
+            T v[K * K];
+            const T* t = tile + threadIdx.y * tw + threadIdx.x;
+#pragma unroll
+            for (int dy = 0; dy < K; ++dy) {
+#pragma unroll
+                for (int dx = 0; dx < K; ++dx) v[dy * K + dx] = t[dy * tw + dx];
+            }
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_net<T, K>::run(v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Sliding histograms for uint8 / uint16
+// ---------------------------------------------------------------------------------------------
+template <int WIDE> struct gpuenhance_median_count { typedef unsigned short type; };
+template <> struct gpuenhance_median_count<1> { typedef unsigned int type; };
+
+// Counter layout (offsets in counters, per thread): uint8 uses [0,16) coarse and [16,272) fine;
+// uint16 additionally [272,288) and [288,544) for the low byte of the current high byte.
+#define GPUENHANCE_MEDIAN_H0 0
+#define GPUENHANCE_MEDIAN_H1 16
+#define GPUENHANCE_MEDIAN_F0 272
+#define GPUENHANCE_MEDIAN_F1 288
+
+// Rank lookup in a 16-bin + 256-bin pair: the 256-bin index holding the rank-th value (0-based)
+// and, in `rank`, the rank left inside that bin.
+template <typename CountT>
+__device__ __forceinline__ int gpuenhance_median_find(const CountT* h, int stride, int l0,
+                                                      int l1, unsigned& rank) {
+    unsigned acc = 0;
+    int cb = 0;
+    while (cb < 15 && acc + h[(l0 + cb) * stride] <= rank) {
+        acc += h[(l0 + cb) * stride];
+        ++cb;
+    }
+    int fb = cb * 16;
+    while (fb < cb * 16 + 15 && acc + h[(l1 + fb) * stride] <= rank) {
+        acc += h[(l1 + fb) * stride];
+        ++fb;
+    }
+    rank -= acc;
+    return fb;
+}
+
+template <typename T, typename CountT>
+struct gpuenhance_median_hist_ops;
+
+template <typename CountT>
+struct gpuenhance_median_hist_ops<gpuenhance_u8, CountT> {
+    static constexpr int counters = 272;
+    static __device__ __forceinline__ void update(CountT* h, int stride, unsigned v, int sticky,
+                                                  CountT d) {
+        (void)sticky;
+        h[(GPUENHANCE_MEDIAN_H0 + (v >> 4)) * stride] += d;
+        h[(GPUENHANCE_MEDIAN_H1 + v) * stride] += d;
+    }
+};
+
+template <typename CountT>
+struct gpuenhance_median_hist_ops<gpuenhance_u16, CountT> {
+    static constexpr int counters = 544;
+    static __device__ __forceinline__ void update(CountT* h, int stride, unsigned v, int sticky,
+                                                  CountT d) {
+        const int hb = (int)(v >> 8);
+        h[(GPUENHANCE_MEDIAN_H0 + (v >> 12)) * stride] += d;
+        h[(GPUENHANCE_MEDIAN_H1 + hb) * stride] += d;
+        if (hb == sticky) {
+            h[(GPUENHANCE_MEDIAN_F0 + ((v >> 4) & 15u)) * stride] += d;
+            h[(GPUENHANCE_MEDIAN_F1 + (v & 255u)) * stride] += d;
+        }
+    }
+};
+
+// Add (d = 1) or remove (d = CountT(-1), wrapping) window row y of column span [x-R, x+R].
+template <typename T, typename CountT>
+__device__ __forceinline__ void gpuenhance_median_row(CountT* h, int stride,
+                                                      const T* __restrict__ plane, int y, int x,
+                                                      int R, int H, int W, int C, int border,
+                                                      int sticky, CountT d) {
+    const int yy = gpuenhance_border_index(y, H, border);
+    for (int dx = -R; dx <= R; ++dx) {
+        const int xx = gpuenhance_border_index(x + dx, W, border);
+        const unsigned v =
+            (yy < 0 || xx < 0) ? 0u : (unsigned)plane[((gpuenhance_i64)yy * W + xx) * C];
+        gpuenhance_median_hist_ops<T, CountT>::update(h, stride, v, sticky, d);
+    }
+}
+
+// Launch: block (bt, 1, 1), grid (ceil(W/bt), ceil(H/strip), min(N*C, 65535)),
+// shared_mem = bt * counters * sizeof(CountT) (272 counters for uint8, 544 for uint16).
+// No barriers: the histograms are private to each thread.
+template <typename T, int WIDE>
+__global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict__ dst, int N,
+                                       int H, int W, int C, int K, int border, int strip) {
+    typedef typename gpuenhance_median_count<WIDE>::type CountT;
+    typedef gpuenhance_median_hist_ops<T, CountT> Ops;
+    GPUENHANCE_DYNAMIC_SMEM(CountT, hist_all);
+    const int stride = blockDim.x;
+    CountT* h = hist_all + threadIdx.x;
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    if (x >= W) return;
+    const int R = K / 2;
+    const unsigned median_rank = (unsigned)K * (unsigned)K / 2u;
+    const int ybeg = blockIdx.y * strip;
+    const int yend = min(H, ybeg + strip);
+    const CountT one = 1;
+    const CountT minus_one = (CountT)(~(CountT)0);
+    const int planes = N * C;
+    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
+        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
+        const T* plane = src + base;
+        for (int j = 0; j < Ops::counters; ++j) h[j * stride] = 0;
+        int sticky = -1;  // uint16: the high byte the low-byte pair counts (none yet)
+        for (int dy = -R; dy <= R; ++dy)
+            gpuenhance_median_row(h, stride, plane, ybeg + dy, x, R, H, W, C, border, sticky, one);
+        for (int y = ybeg; y < yend; ++y) {
+            unsigned rank = median_rank;
+            const int b1 = gpuenhance_median_find(h, stride, GPUENHANCE_MEDIAN_H0,
+                                                  GPUENHANCE_MEDIAN_H1, rank);
+            unsigned value;
+            if (sizeof(T) == 1) {
+                value = (unsigned)b1;
+            } else {
+                if (b1 != sticky) {
+                    // Rebuild the low-byte pair for high byte b1 from the whole window.
+                    sticky = b1;
+                    for (int j = GPUENHANCE_MEDIAN_F0; j < Ops::counters; ++j) h[j * stride] = 0;
+                    for (int dy = -R; dy <= R; ++dy) {
+                        const int yy = gpuenhance_border_index(y + dy, H, border);
+                        for (int dx = -R; dx <= R; ++dx) {
+                            const int xx = gpuenhance_border_index(x + dx, W, border);
+                            const unsigned v =
+                                (yy < 0 || xx < 0)
+                                    ? 0u
+                                    : (unsigned)plane[((gpuenhance_i64)yy * W + xx) * C];
+                            if ((int)(v >> 8) == sticky) {
+                                h[(GPUENHANCE_MEDIAN_F0 + ((v >> 4) & 15u)) * stride] += one;
+                                h[(GPUENHANCE_MEDIAN_F1 + (v & 255u)) * stride] += one;
+                            }
+                        }
+                    }
+                }
+                const int b2 = gpuenhance_median_find(h, stride, GPUENHANCE_MEDIAN_F0,
+                                                      GPUENHANCE_MEDIAN_F1, rank);
+                value = ((unsigned)b1 << 8) | (unsigned)b2;
+            }
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = (T)value;
+            if (y + 1 < yend) {
+                gpuenhance_median_row(h, stride, plane, y - R, x, R, H, W, C, border, sticky,
+                                      minus_one);
+                gpuenhance_median_row(h, stride, plane, y + R + 1, x, R, H, W, C, border, sticky,
+                                      one);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Radix selection, any dtype and window
+// ---------------------------------------------------------------------------------------------
+template <typename T> struct gpuenhance_median_key;
+template <> struct gpuenhance_median_key<gpuenhance_u8> {
+    typedef unsigned int U;
+    static constexpr int bits = 8;
+    static __device__ __forceinline__ U to(gpuenhance_u8 v) { return v; }
+    static __device__ __forceinline__ gpuenhance_u8 from(U k) { return (gpuenhance_u8)k; }
+};
+template <> struct gpuenhance_median_key<gpuenhance_u16> {
+    typedef unsigned int U;
+    static constexpr int bits = 16;
+    static __device__ __forceinline__ U to(gpuenhance_u16 v) { return v; }
+    static __device__ __forceinline__ gpuenhance_u16 from(U k) { return (gpuenhance_u16)k; }
+};
+template <> struct gpuenhance_median_key<float> {
+    typedef unsigned int U;
+    static constexpr int bits = 32;
+    union Pun { float f; unsigned int u; };
+    static __device__ __forceinline__ U to(float v) {
+        Pun p;
+        p.f = v;
+        return (p.u & 0x80000000u) ? ~p.u : (p.u | 0x80000000u);
+    }
+    static __device__ __forceinline__ float from(U k) {
+        Pun p;
+        p.u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+        return p.f;
+    }
+};
+template <> struct gpuenhance_median_key<double> {
+    typedef unsigned long long U;
+    static constexpr int bits = 64;
+    union Pun { double f; unsigned long long u; };
+    static __device__ __forceinline__ U to(double v) {
+        Pun p;
+        p.f = v;
+        return (p.u & 0x8000000000000000ull) ? ~p.u : (p.u | 0x8000000000000000ull);
+    }
+    static __device__ __forceinline__ double from(U k) {
+        Pun p;
+        p.u = (k & 0x8000000000000000ull) ? (k & 0x7fffffffffffffffull) : ~k;
+        return p.f;
+    }
+};
+
+// Launch: block (bx, by), grid (ceil(W/bx), ceil(H/by), min(N*C, 65535)),
+// shared_mem = 16 * bx * by * sizeof(unsigned int). No barriers.
+template <typename T>
+__global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restrict__ dst, int N,
+                                         int H, int W, int C, int K, int border) {
+    typedef gpuenhance_median_key<T> Key;
+    typedef typename Key::U KeyT;
+    GPUENHANCE_DYNAMIC_SMEM(unsigned int, counts_all);
+    const int stride = blockDim.x * blockDim.y;
+    unsigned int* cnt = counts_all + threadIdx.y * blockDim.x + threadIdx.x;
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= W || y >= H) return;
+    const int R = K / 2;
+    const int planes = N * C;
+    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
+        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
+        const T* plane = src + base;
+        unsigned rank = (unsigned)K * (unsigned)K / 2u;
+        KeyT prefix = 0;
+        for (int shift = Key::bits - 4; shift >= 0; shift -= 4) {
+            // Values whose digits above `shift + 4` equal the prefix's take part in this pass.
+            const KeyT high = (shift + 4 >= Key::bits) ? (KeyT)0 : ~(((KeyT)1 << (shift + 4)) - 1);
+            for (int d = 0; d < 16; ++d) cnt[d * stride] = 0;
+            for (int dy = -R; dy <= R; ++dy) {
+                const int yy = gpuenhance_border_index(y + dy, H, border);
+                for (int dx = -R; dx <= R; ++dx) {
+                    const int xx = gpuenhance_border_index(x + dx, W, border);
+                    const T v = (yy < 0 || xx < 0) ? T(0)
+                                                   : plane[((gpuenhance_i64)yy * W + xx) * C];
+                    const KeyT k = Key::to(v);
+                    if ((k & high) == prefix) cnt[(int)((k >> shift) & 15u) * stride] += 1u;
+                }
+            }
+            unsigned acc = 0;
+            int d = 0;
+            while (d < 15 && acc + cnt[d * stride] <= rank) {
+                acc += cnt[d * stride];
+                ++d;
+            }
+            rank -= acc;
+            prefix |= (KeyT)d << shift;
+        }
+        dst[base + ((gpuenhance_i64)y * W + x) * C] = Key::from(prefix);
+    }
+}

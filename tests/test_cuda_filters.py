@@ -1,0 +1,343 @@
+"""CUDA-engine specifics of the median, Gaussian and LUT/gamma kernels, run on the emulator.
+
+The public-op equivalence tests (tests/test_filters.py, tests/test_tone.py) compare engines;
+these tests drive ``gpuenhance._cuda.filters`` / ``gpuenhance._cuda.tone`` directly so that
+every kernel path (median networks, sliding histograms, radix selection, Gaussian tile and
+two-pass fallback, LUT shared/global tables, vector head/tail) is hit at its thresholds, and
+compare with OpenCV or an independent NumPy oracle.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from tolerances import tol
+
+from gpuenhance import _gauss
+from gpuenhance._cuda import filters, tone
+
+BORDERS = ("replicate", "reflect", "reflect_101", "constant")
+_NP_PAD = {"replicate": "edge", "reflect": "symmetric", "reflect_101": "reflect",
+           "constant": "constant"}
+_CV_BORDER = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
+              "reflect_101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    from gpuenhance._cuda.emulator import compiler_problem
+
+    problem = compiler_problem()
+    if problem is not None:
+        pytest.skip(f"CUDA emulator unavailable: {problem}")
+    from gpuenhance._cuda._loader import get_context
+
+    return get_context("cuda-emulated")
+
+
+def _random(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    return rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=np.int64).astype(dtype)
+
+
+def _pad_hw(x4, r, border):
+    """Pad H and W of an NHWC array by r; np.pad's modes repeat reflections like OpenCV."""
+    return np.pad(x4, ((0, 0), (r, r), (r, r), (0, 0)), mode=_NP_PAD[border])
+
+
+def median_oracle(img, k, border):
+    """Middle element of each sorted k x k window (NumPy, independent of both engines)."""
+    x = img
+    if img.ndim == 2:
+        x = img[None, :, :, None]
+    elif img.ndim == 3:
+        x = img[None]
+    r = k // 2
+    win = sliding_window_view(_pad_hw(x, r, border), (k, k), axis=(1, 2))
+    flat = np.sort(win.reshape(win.shape[:4] + (k * k,)), axis=-1)
+    return flat[..., (k * k) // 2].reshape(img.shape)
+
+
+def gaussian_oracle(img, kx, ky, sx, sy, border):
+    """cv2.GaussianBlur per image (<= 4 channels), OpenCV's own border handling."""
+    x = img[None] if img.ndim == 3 else (img[None, :, :, None] if img.ndim == 2 else img)
+    out = np.stack([
+        cv2.GaussianBlur(np.ascontiguousarray(im), (kx, ky), sx, sigmaY=sy,
+                         borderType=_CV_BORDER[border] | cv2.BORDER_ISOLATED).reshape(im.shape)
+        for im in x
+    ])
+    return out.reshape(img.shape)
+
+
+def assert_gauss_close(got, want, dtype):
+    t = tol("gaussian_filter", dtype)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), **t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Median
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "dtype,ksize,path",
+    [
+        (np.uint8, 3, "small"), (np.uint8, 5, "small"), (np.uint8, 7, "hist"),
+        (np.uint8, 9, "hist"),
+        (np.uint16, 3, "small"), (np.uint16, 5, "small"), (np.uint16, 7, "small"),
+        (np.uint16, 9, "hist"),
+        (np.float32, 3, "small"), (np.float32, 5, "small"), (np.float32, 7, "small"),
+        (np.float32, 9, "select"),
+        (np.float64, 3, "small"), (np.float64, 7, "small"), (np.float64, 9, "select"),
+    ],
+)
+@pytest.mark.parametrize("border", BORDERS)
+def test_median_paths_equal_oracle(ctx, rng, dtype, ksize, path, border):
+    assert filters._median_path(dtype, ksize) == path
+    img = _random(rng, (13, 17, 2), dtype)
+    got = filters.median_filter(ctx, img, ksize, border)
+    assert got.dtype == img.dtype and got.shape == img.shape
+    np.testing.assert_array_equal(got, median_oracle(img, ksize, border))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("ksize,path", [(7, "small"), (9, "select")])
+def test_median_integer_paths_without_histograms(ctx, rng, monkeypatch, dtype, ksize, path):
+    # The register and radix-selection kernels are correct for integers too (the host only
+    # prefers histograms there): switch the histogram path off and compare.
+    monkeypatch.setattr(filters, "_HIST_FROM", {})
+    assert filters._median_path(dtype, ksize) == path
+    img = _random(rng, (11, 14), dtype)
+    for border in ("reflect", "constant"):
+        np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, border),
+                                      median_oracle(img, ksize, border))
+
+
+@pytest.mark.parametrize("dtype,ksize", [(np.uint8, 3), (np.uint8, 5), (np.uint8, 9),
+                                         (np.uint16, 3), (np.uint16, 5), (np.float32, 3),
+                                         (np.float32, 5)])
+def test_median_equals_cv2_medianblur(ctx, rng, dtype, ksize):
+    img = _random(rng, (17, 23), dtype)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "replicate"),
+                                  cv2.medianBlur(img, ksize))
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (9, 1), (2, 3), (1, 1)])
+@pytest.mark.parametrize("dtype,ksize", [(np.uint8, 5), (np.uint8, 11), (np.uint16, 7),
+                                         (np.uint16, 11), (np.float32, 5), (np.float64, 11)])
+@pytest.mark.parametrize("border", BORDERS)
+def test_median_window_larger_than_image(ctx, rng, shape, dtype, ksize, border):
+    img = _random(rng, shape, dtype)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, border),
+                                  median_oracle(img, ksize, border))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_median_ties_few_levels(ctx, rng, dtype):
+    # Three distinct values: many equal keys in every window, on every path.
+    img = (rng.integers(0, 3, (11, 14, 1)) * 100).astype(dtype)
+    for k in (3, 5, 7, 9, 13):
+        np.testing.assert_array_equal(filters.median_filter(ctx, img, k, "reflect"),
+                                      median_oracle(img, k, "reflect"))
+
+
+def test_median_uint16_histogram_rebuilds(ctx, rng):
+    # Full-range noise moves the median's high byte almost every pixel (low-byte pair rebuilt);
+    # a narrow range crossing a high-byte boundary (0x7500) keeps it mostly.
+    spread = _random(rng, (12, 15), np.uint16)
+    narrow = (0x7500 - 300 + rng.integers(0, 600, (12, 15))).astype(np.uint16)
+    for img in (spread, narrow):
+        for k in (9, 11):
+            np.testing.assert_array_equal(filters.median_filter(ctx, img, k, "reflect_101"),
+                                          median_oracle(img, k, "reflect_101"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_median_histogram_wide_counters(ctx, rng, dtype):
+    # 257 * 257 > 65535 window values: unsigned int counters (WIDE = 1).
+    img = _random(rng, (3, 4), dtype)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, 257, "reflect"),
+                                  median_oracle(img, 257, "reflect"))
+
+
+@pytest.mark.parametrize("ksize", [3, 7, 9])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_median_batch_and_grid_z_stride(ctx, rng, monkeypatch, dtype, ksize):
+    # N*C = 6 planes on a grid.z of 4: the kernels' plane loop covers the rest.
+    monkeypatch.setattr(filters, "_GRID_Z", 4)
+    img = _random(rng, (2, 3, 5, 3), dtype)
+    got = filters.median_filter(ctx, img, ksize, "reflect_101")
+    np.testing.assert_array_equal(got, median_oracle(img, ksize, "reflect_101"))
+
+
+def test_median_ksize_one_is_a_copy(ctx, rng):
+    img = _random(rng, (5, 6, 3), np.uint16)[:, ::2]
+    got = filters.median_filter(ctx, img, 1, "constant")
+    np.testing.assert_array_equal(got, img)
+    assert not np.shares_memory(got, img)
+
+
+def test_median_non_contiguous_input(ctx, rng):
+    base = _random(rng, (14, 20, 3), np.uint8)
+    img = base[::2, 1::2]
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, 3, "reflect"),
+                                  median_oracle(np.ascontiguousarray(img), 3, "reflect"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gaussian
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("params", [(3, 3, 0.0, 0.0), (5, 9, 1.3, 2.1), (1, 7, 0.0, 1.7)])
+def test_gaussian_tile_equals_cv2(ctx, rng, dtype, border, params):
+    kx, ky, sx, sy = params
+    img = _random(rng, (13, 17, 3), dtype)
+    if np.dtype(dtype).kind == "f":
+        img = np.abs(img)
+    got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("border", BORDERS)
+def test_gaussian_kernel_larger_than_image(ctx, rng, dtype, border):
+    img = _random(rng, (1, 5), dtype)
+    got = filters.gaussian_filter(ctx, img, 15, 9, 4.0, 3.0, border)
+    assert_gauss_close(got, gaussian_oracle(img, 15, 9, 4.0, 3.0, border), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("border", ["reflect", "constant"])
+def test_gaussian_two_pass_fallback(ctx, rng, monkeypatch, dtype, border):
+    # No tile fits the (shrunk) shared-memory limit: x pass then y pass through an Acc buffer.
+    monkeypatch.setattr(filters, "_SMEM_LIMIT", 64)
+    assert filters._tile_shape(7, 5, 4) is None
+    img = _random(rng, (2, 9, 11, 2), dtype)
+    if np.dtype(dtype).kind == "f":
+        img = np.abs(img)
+    got = filters.gaussian_filter(ctx, img, 7, 5, 1.5, 0.9, border)
+    assert_gauss_close(got, gaussian_oracle(img, 7, 5, 1.5, 0.9, border), dtype)
+
+
+def test_gaussian_batch_grid_z_stride(ctx, rng, monkeypatch):
+    monkeypatch.setattr(filters, "_GRID_Z", 2)
+    img = _random(rng, (2, 6, 7, 3), np.uint8)
+    got = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101")
+    assert_gauss_close(got, gaussian_oracle(img, 5, 5, 0.0, 0.0, "reflect_101"), np.uint8)
+
+
+def test_gaussian_taps_uploaded_once(ctx):
+    a = filters._taps(ctx, 7, 1.5, np.uint8)
+    assert a is filters._taps(ctx, 7, 1.5, np.uint8)
+    np.testing.assert_array_equal(a, _gauss.opencv_taps(7, 1.5, np.uint8).astype(np.float32))
+    d = filters._taps(ctx, 7, 1.5, np.float64)
+    assert d.dtype == np.float64
+    np.testing.assert_allclose(d, cv2.getGaussianKernel(7, 1.5, ktype=cv2.CV_64F).ravel(),
+                               rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# LUT and gamma
+# ---------------------------------------------------------------------------------------------
+def _lut_oracle(img, lut):
+    if lut.ndim == 2 and lut.shape[1] > 1:
+        return lut[img, np.arange(img.shape[-1])]
+    return lut.reshape(-1)[img]
+
+
+@pytest.mark.parametrize("shape", [(13, 17), (2, 5, 7, 3), (4, 9, 4)])
+def test_lut_uint8_equals_cv2(ctx, rng, shape):
+    img = _random(rng, shape, np.uint8)
+    lut = _random(rng, (256,), np.uint8)
+    got = tone.apply_lut(ctx, img, lut)
+    flat = img.reshape(-1, shape[-1]) if img.ndim > 2 else img
+    want = cv2.LUT(np.ascontiguousarray(flat), lut).reshape(shape)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype,channels", [(np.uint8, 3), (np.uint8, 200), (np.uint16, 3),
+                                            (np.uint16, 1)])
+def test_lut_per_channel(ctx, rng, dtype, channels):
+    # uint8 with 3 channels: shared-memory table; 200 channels (51 KiB) and uint16: global.
+    entries = 256 if dtype == np.uint8 else 65536
+    img = _random(rng, (2, 3, 5, channels), dtype)
+    lut = _random(rng, (entries, channels), dtype)
+    got = tone.apply_lut(ctx, img, lut)
+    np.testing.assert_array_equal(got, _lut_oracle(img, lut))
+    if dtype == np.uint8 and channels == 3:
+        flat = np.ascontiguousarray(img.reshape(-1, 1, channels))
+        cv = cv2.LUT(flat, np.ascontiguousarray(lut.reshape(256, 1, channels)))
+        np.testing.assert_array_equal(got, cv.reshape(img.shape))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
+    # Contiguous views starting 0..16 elements into a buffer: scalar head, vectors, tail; and
+    # 1-byte offsets (uint16 elements straddling words) that cannot be vectorised at all.
+    entries = 256 if dtype == np.uint8 else 65536
+    lut = _random(rng, (entries,), dtype)
+    base = _random(rng, (120,), dtype)
+    for offset in (0, 1, 3, 8, 15, 16):
+        for n in (1, 15, 16, 17, 61):
+            view = base[offset:offset + n].reshape(1, n)
+            np.testing.assert_array_equal(tone.apply_lut(ctx, view, lut), lut[view])
+    raw = np.zeros(2 * 70 + 1, dtype=np.uint8)
+    odd = raw[1:].view(dtype)  # misaligned by one byte
+    odd[:] = _random(rng, odd.shape, dtype)
+    img = odd.reshape(1, -1)
+    if dtype == np.uint16:
+        assert tone._head(ctx, img, np.empty_like(img)) == img.size
+    np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), lut[img])
+
+
+def test_lut_column_table_is_shared(ctx, rng):
+    img = _random(rng, (6, 7, 2), np.uint8)
+    lut = _random(rng, (256, 1), np.uint8)
+    np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), lut[img, 0])
+
+
+def _aligned(n, offset):
+    """n uint8 elements starting `offset` bytes past a 16-byte boundary."""
+    buf = np.zeros(n + 32, dtype=np.uint8)
+    start = (-buf.ctypes.data) % 16 + offset
+    return buf[start:start + n]
+
+
+def test_head_alignment_rule(ctx):
+    # Same misalignment: the head reaches the next 16-byte boundary; different: all scalar.
+    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 3)) == 13
+    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 0)) == 0
+    assert tone._head(ctx, _aligned(5, 3), _aligned(5, 3)) == 5
+    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 0)) == 37
+    odd16 = _aligned(41, 1)[:40].view(np.uint16)
+    assert tone._head(ctx, odd16, _aligned(40, 1)[:40].view(np.uint16)) == 20
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("gamma,gain", [(2.2, 1.0), (0.45, 1.3), (1.0, 0.5)])
+def test_gamma_integer_table(ctx, rng, dtype, gamma, gain):
+    img = _random(rng, (2, 4, 5, 3), dtype)
+    top = float(np.iinfo(dtype).max)
+    want = np.clip(np.rint(gain * (img / top) ** gamma * top), 0, top).astype(dtype)
+    np.testing.assert_array_equal(tone.gamma_correct(ctx, img, gamma, gain), want)
+
+
+def test_gamma_table_cached(ctx):
+    a = tone._gamma_table_cached(ctx.name, None, "uint8", 2.2, 1.0)
+    assert a is tone._gamma_table_cached(ctx.name, None, "uint8", 2.2, 1.0)
+
+
+@pytest.mark.parametrize("gamma,gain", [(2.2, 1.0), (0.45, 1.7), (1.0, 1.0)])
+def test_gamma_float_direct_nan_inf(ctx, gamma, gain):
+    vals = np.array([0.0, 0.25, np.nan, 1.0, -0.5, np.inf, 1e-30, 0.7, 3.0], dtype=np.float32)
+    img = np.tile(vals, 5)[1:40].reshape(3, 13)  # odd length, misaligned start
+    got = tone.gamma_correct(ctx, img, gamma, gain)
+    with np.errstate(invalid="ignore"):
+        want = np.float32(gain) * np.power(img, np.float32(gamma))
+    assert got.dtype == np.float32 and got.shape == img.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
