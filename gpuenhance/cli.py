@@ -53,6 +53,15 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
+def _max_tile(text: str):
+    from ._tiles import parse_max_tile
+
+    try:
+        return parse_max_tile(text, "--max-tile")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -223,6 +232,8 @@ def _cmd_run(args) -> int:
             workers=args.workers,
             max_pixels=args.max_pixels,
             progress=None if bar is None else bar.update,
+            max_tile=args.max_tile,
+            resume=args.resume,
         )
     finally:
         if bar is not None:
@@ -411,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_engine_options(run)
     _add_file_options(run)
+    run.add_argument(
+        "--max-tile", type=_max_tile, default=None, metavar="N|HxW",
+        help="process images in tiles of at most N x N (or H x W) pixels, halos included; "
+        "the result is identical to whole-image processing (default: whole images)",
+    )
+    run.add_argument(
+        "--resume", action="store_true",
+        help="skip inputs whose output an earlier run into OUT finished (per "
+        "OUT/.gpuenhance-manifest.jsonl: same pipeline, input unchanged, output present)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     restore = sub.add_parser("restore", help="learn or apply an FFT-LMS restoration filter")

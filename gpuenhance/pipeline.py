@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import _backend, _gauss, _validate
+from . import _backend, _gauss, _tiles, _validate
 from .io import DEFAULT_MAX_PIXELS, ImageReadError, find_images, read_image, write_image
 
 __all__ = ["Pipeline", "RunReport", "Stage", "STAGE_PARAMS", "parse_spec"]
@@ -130,14 +130,22 @@ class Stage:
 
     @property
     def radius(self) -> int:
-        """How far (in pixels) one output pixel's inputs reach; 0 for point operations."""
+        """How far (in pixels) one output pixel's inputs reach, for any dtype; 0 for point ops.
+
+        The largest of :meth:`radius_for` over the dtypes (float kernels are the widest
+        OpenCV derives from a sigma: 4 sigma per side, 3 for uint8).
+        """
+        return self.radius_for(np.float32)
+
+    def radius_for(self, dtype) -> int:
+        """How far one output pixel's inputs reach for images of *dtype*: median ``ksize // 2``,
+        Gaussian ``max(kx, ky) // 2`` of the kernel size resolved for *dtype*, gamma 0."""
         kw = self.kwargs
         if self.name == "median":
             return int(kw["ksize"]) // 2
         if self.name == "gaussian":
-            # float kernels are the widest OpenCV derives from a sigma (4 sigma per side)
             kx, ky, _, _ = _gauss.resolve(
-                kw.get("ksize", 0), kw.get("sigma", 0.0), kw.get("sigma_y"), np.float32
+                kw.get("ksize", 0), kw.get("sigma", 0.0), kw.get("sigma_y"), dtype
             )
             return max(kx, ky) // 2
         return 0
@@ -282,6 +290,9 @@ class RunReport:
         ``(input path, output path)`` for every processed image.
     pipeline : str
         The pipeline's spec.
+    skipped : int
+        Inputs not processed again because ``resume=True`` found their output done (see
+        :data:`MANIFEST_NAME`); they are neither in *outputs* nor in *processed*.
     """
 
     processed: int = 0
@@ -291,6 +302,7 @@ class RunReport:
     engine: str = "cpu"
     outputs: list = field(default_factory=list)
     pipeline: str = ""
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -322,12 +334,15 @@ class RunReport:
             raise
 
     def summary(self) -> str:
-        """One line: images, megapixels per second, engine, failures."""
-        return (
+        """One line: images, megapixels per second, engine, failures (and skipped, if any)."""
+        text = (
             f"{self.processed} images, {self.megapixels:.2f} MP in {self.seconds:.2f} s "
             f"({self.megapixels_per_second:.2f} MP/s) on {self.engine}; "
             f"{len(self.failures)} failed"
         )
+        if self.skipped:
+            text += f"; {self.skipped} skipped (already done)"
+        return text
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -391,8 +406,12 @@ class Pipeline:
 
     @property
     def radius(self) -> int:
-        """Sum of the stages' radii: the halo a tile needs for exact results."""
+        """Sum of the stages' radii: the halo a tile needs for exact results (any dtype)."""
         return sum(s.radius for s in self._stages)
+
+    def radius_for(self, dtype) -> int:
+        """Sum of the stages' radii for images of *dtype* (at most :attr:`radius`)."""
+        return sum(s.radius_for(dtype) for s in self._stages)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Pipeline) and self._stages == other._stages
@@ -406,7 +425,7 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({self.spec!r})"
 
-    def __call__(self, batch, backend=None):
+    def __call__(self, batch, backend=None, *, max_tile=None):
         """Apply the stages in order to an image or a batch.
 
         Parameters
@@ -416,6 +435,13 @@ class Pipeline:
         backend : {None, "auto", "cpu", "cuda", "cuda-emulated"}, optional
             As for the ops. With ``"cuda"`` and NumPy input the batch is uploaded once, every
             stage runs on the GPU, and the result is downloaded once.
+        max_tile : int, str or (int, int), optional
+            Process each image in tiles of at most ``N x N`` (``N``) or ``H x W`` (``"HxW"``,
+            ``(H, W)``) pixels, halos included, and stitch them: the result is identical to
+            whole-image processing (see :mod:`gpuenhance._tiles`). With NumPy input and
+            ``backend="cuda"`` only one tile at a time is on the GPU, so images larger than
+            device memory fit. Windows grow to ``2 * radius + 1`` where the tile is smaller,
+            and float images' windows are aligned to 64 columns.
 
         Returns
         -------
@@ -433,9 +459,49 @@ class Pipeline:
         """
         _validate.image(batch, "batch", dtypes=_validate.FILTER_DTYPES)
         engine = _backend.resolve(batch, backend=backend)
+        tile = _tiles.parse_max_tile(max_tile)
+        if tile is not None:
+            from ._image import from_nhwc, to_nhwc
+
+            out = _tiles.run_tiled(
+                lambda window: self(window, backend=engine.name),  # caller's array type
+                to_nhwc(batch),
+                tile,
+                self.radius_for(batch.dtype),
+                col_align=_tiles.column_align(batch.dtype),
+            )
+            return from_nhwc(out, batch.ndim)
         x = engine.to_engine(batch)
-        for stage in self._stages:
+        stages, i = self._stages, 0
+        while i < len(stages):
+            stage, nxt = stages[i], (stages[i + 1] if i + 1 < len(stages) else None)
+            if (
+                engine.name in ("cuda", "cuda-emulated")
+                and stage.name in ("median", "gaussian")
+                and nxt is not None
+                and nxt.name == "gamma"
+                and np.dtype(x.dtype) in _validate.IMAGE_DTYPES
+            ):
+                # Fusion: the gamma runs inside the filter kernel's store (one pass over
+                # memory), bit-identical to the two stages one by one (gpuenhance._cuda.filters).
+                kw, g = stage.kwargs, nxt.kwargs
+                point = {"gamma": float(g["gamma"]), "gain": float(g.get("gain", 1.0))}
+                mod, ctx = engine.module("filters"), engine.context()
+                if stage.name == "median":  # defaults below: those of the public ops
+                    x = mod.median_filter(
+                        ctx, x, kw["ksize"], kw.get("border", "replicate"), **point
+                    )
+                else:
+                    kx, ky, sx, sy = _gauss.resolve(
+                        kw.get("ksize", 0), kw.get("sigma", 0.0), kw.get("sigma_y"), x.dtype
+                    )
+                    x = mod.gaussian_filter(
+                        ctx, x, kx, ky, sx, sy, kw.get("border", "reflect_101"), **point
+                    )
+                i += 2
+                continue
             x = stage(x, backend=engine.name)
+            i += 1
         return engine.to_caller(x)
 
     def run_files(
@@ -448,6 +514,8 @@ class Pipeline:
         workers: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         progress: Callable[[int], Any] | None = None,
+        max_tile=None,
+        resume: bool = False,
     ) -> RunReport:
         """Run the pipeline over image files, writing the results under *out_dir*.
 
@@ -467,8 +535,17 @@ class Pipeline:
         max_pixels : int or None, optional
             Per-image pixel limit (see :func:`gpuenhance.io.read_image`).
         progress : callable, optional
-            Called with the number of images just finished (processed or failed), e.g. a
-            ``tqdm`` bar's ``update``.
+            Called with the number of images just finished (processed, failed or skipped),
+            e.g. a ``tqdm`` bar's ``update``.
+        max_tile : int, str or (int, int), optional
+            Process images in tiles of at most this size (see :meth:`__call__`); exact.
+        resume : bool, optional
+            Skip inputs whose output a previous run into *out_dir* finished: the manifest
+            ``out_dir/.gpuenhance-manifest.jsonl`` records, after each output's atomic rename,
+            the relative input path, output path, input size and mtime and the pipeline spec;
+            an input is skipped when its entry matches (same spec, input unchanged, output
+            present with the recorded size). Everything else is processed again. Without
+            *resume* the manifest is started afresh.
 
         Returns
         -------
@@ -498,7 +575,11 @@ class Pipeline:
         An output path that equals an input path (the same file, links included), that
         would leave *out_dir*, or that two inputs share, is refused: that input is reported
         as a failure and nothing is written for it. RGBA images are processed on their RGB
-        channels; alpha is passed through unchanged.
+        channels; alpha is passed through unchanged. Temporary files a killed run left in
+        *out_dir* are removed at the start. On the CUDA engine batches are staged through
+        pinned memory on separate upload/compute/download streams
+        (:mod:`gpuenhance._staging`); running out of device memory splits the batch and, for
+        a single image, halves the tile size until it fits.
         """
         return run_files(
             self,
@@ -510,6 +591,8 @@ class Pipeline:
             max_pixels=max_pixels,
             progress=progress,
             label=self.spec,
+            max_tile=max_tile,
+            resume=resume,
         )
 
 
@@ -562,6 +645,146 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: The resume manifest in an output folder: one JSON line per finished output.
+MANIFEST_NAME = ".gpuenhance-manifest.jsonl"
+
+# Hidden temporary files of io.write_image (".<name>.<12 hex>.tmp") and of the report and
+# manifest rewrites (".<name>.<pid>.tmp"): what a killed run can leave behind.
+_TEMP_NAME = re.compile(r"^\..+\.(?:[0-9a-f]{12}|\d+)\.tmp$")
+
+
+def _remove_temp_files(out_dir: Path) -> int:
+    """Delete temporary files left in *out_dir* by a killed run; return how many."""
+    removed = 0
+    if not out_dir.is_dir():
+        return 0
+    for root, _dirs, names in os.walk(out_dir):
+        for name in names:
+            if _TEMP_NAME.match(name):
+                try:
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+class _Manifest:
+    """``out_dir/.gpuenhance-manifest.jsonl``: what finished, for ``resume``.
+
+    Each line: ``{"input": relative input path, "output": output path relative to out_dir,
+    "size": input bytes, "mtime_ns": input mtime, "output_size": output bytes, "spec": ...}``,
+    appended and fsync'd after the output's atomic rename. A line cut short by a kill is
+    ignored; the last line for an output wins.
+    """
+
+    def __init__(self, out_dir: Path, spec: str):
+        import threading
+
+        self.path = out_dir / MANIFEST_NAME
+        self.spec = spec
+        self.lock = threading.Lock()
+        self.fd: int | None = None
+
+    def load(self) -> dict[str, dict]:
+        entries: dict[str, dict] = {}
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return entries
+        for line in data.split(b"\n")[:-1]:  # the last piece has no newline: unfinished
+            try:
+                entry = json.loads(line)
+                entries[str(entry["output"])] = entry
+            except (ValueError, KeyError, TypeError):
+                continue
+        return entries
+
+    def done(self, entry: dict | None, rel_in: str, src: Path, out: Path) -> bool:
+        """Whether *entry* says *out* is the finished result of the unchanged *src*."""
+        if not entry or entry.get("spec") != self.spec or entry.get("input") != rel_in:
+            return False
+        try:
+            st, ost = os.stat(src), os.stat(out)
+        except OSError:
+            return False
+        return (
+            entry.get("size") == st.st_size
+            and entry.get("mtime_ns") == st.st_mtime_ns
+            and entry.get("output_size") == ost.st_size
+        )
+
+    def start(self, keep: list[dict]) -> None:
+        """Rewrite the manifest with *keep* only (atomically), then open it for appending."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(b"".join(self._line(e) for e in keep))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    @staticmethod
+    def _line(entry: dict) -> bytes:
+        return (json.dumps(entry, sort_keys=True) + "\n").encode()
+
+    def record(self, rel_in: str, rel_out: str, stat: os.stat_result, out: Path) -> None:
+        entry = {
+            "input": rel_in,
+            "output": rel_out,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "output_size": os.stat(out).st_size,
+            "spec": self.spec,
+        }
+        line = self._line(entry)
+        with self.lock:
+            os.write(self.fd, line)
+            os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _make_runner(func, engine: str, tile, *, fatal: tuple):
+    """The batch runner of a run: staged on CUDA (whole images), synchronous otherwise."""
+    from . import _staging
+
+    tileable = isinstance(func, Pipeline)
+
+    def compute(stack):
+        def call(batch, t):
+            if t is None:
+                return np.asarray(func(batch, backend=engine))
+            return np.asarray(func(batch, backend=engine, max_tile=t))
+
+        return _tiles.call_resilient(
+            call,
+            stack,
+            tile=tile,
+            radius=func.radius_for(stack.dtype) if tileable else None,
+            col_align=_tiles.column_align(stack.dtype),
+        )
+
+    device = _staging.cuda_device_or_none() if engine == "cuda" and tile is None else None
+    if device is None:
+        return _staging.SyncRunner(compute, fatal=fatal)
+    return _staging.StagedRunner(
+        lambda x: func(x, backend="cuda"),
+        device,
+        depth=3,
+        fallback=compute,
+        release=_tiles._release_device_memory,
+        fatal=fatal,
+    )
+
+
 def run_files(
     func,
     inputs,
@@ -573,10 +796,14 @@ def run_files(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: Callable[[int], Any] | None = None,
     label: str = "",
+    max_tile=None,
+    resume: bool = False,
 ) -> RunReport:
     """Stream image files through ``func(batch, backend=...)``; see :meth:`Pipeline.run_files`.
 
-    *func* maps an (N, H, W, C) NumPy batch to a batch of the same shape and dtype.
+    *func* maps an (N, H, W, C) NumPy batch to a batch of the same shape and dtype. *label*
+    names it in the report and in the resume manifest (a changed label redoes every image).
+    *max_tile* needs a :class:`Pipeline` (only local ops can be tiled exactly).
     """
     start = time.perf_counter()
     batch_size = _validate.integer(batch_size, "batch_size", low=1)
@@ -585,14 +812,41 @@ def run_files(
     workers = _validate.integer(workers, "workers", low=1)
     if max_pixels is not None:
         max_pixels = _validate.integer(max_pixels, "max_pixels", low=1)
+    tile = _tiles.parse_max_tile(max_tile)
+    if tile is not None and not isinstance(func, Pipeline):
+        raise ValueError("max_tile needs a Pipeline: only local filters can be tiled exactly")
     engine = _resolve_backend(backend)
     out_dir = Path(out_dir)
     files = find_images(inputs, exclude=[out_dir])
     report = RunReport(engine=engine, pipeline=label)
     plan = _plan_outputs(files, out_dir, report.failures)
+    relative = {f.path: f.relative.as_posix() for f in files}
     if progress is not None and report.failures:
         progress(len(report.failures))
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_temp_files(out_dir)
+
+    manifest = _Manifest(out_dir, label)
+    keep: list[dict] = []
+    if resume:
+        entries = manifest.load()
+        planned = {out.relative_to(out_dir).as_posix() for _, out in plan}
+        todo = []
+        for src, out in plan:
+            rel_out = out.relative_to(out_dir).as_posix()
+            entry = entries.get(rel_out)
+            if manifest.done(entry, relative[src], src, out):
+                keep.append(entry)
+                report.skipped += 1
+            else:
+                todo.append((src, out))
+        # entries of outputs this run does not touch stay valid
+        keep.extend(e for k, e in entries.items() if k not in planned)
+        plan = todo
+        if progress is not None and report.skipped:
+            progress(report.skipped)
+    if plan or keep or manifest.path.exists():
+        manifest.start(keep)  # (a run that writes nothing leaves no manifest behind)
 
     def done(n: int = 1):
         if progress is not None:
@@ -602,21 +856,23 @@ def run_files(
         report.failures.append((str(path), reason))
         done()
 
-    def encode(img, out: Path):
+    def encode(img, src: Path, out: Path, stat):
         write_image(out, img)
+        manifest.record(relative[src], out.relative_to(out_dir).as_posix(), stat, out)
         return out
 
     # Decoded images waiting for a batch, grouped by (shape, dtype).
-    groups: dict[tuple, list[tuple[Path, Path, np.ndarray]]] = {}
+    groups: dict[tuple, list[tuple[Path, Path, np.ndarray, os.stat_result]]] = {}
     pending_images = 0
     max_pending = 4 * batch_size
     writes: list[tuple[Path, Path, int, Future]] = []
+    runner = _make_runner(func, engine, tile, fatal=(_backend.BackendUnavailableError,))
 
     def collect_writes(block: bool):
-        keep = []
+        keep_w = []
         for src, out, pixels, fut in writes:
             if not block and not fut.done():
-                keep.append((src, out, pixels, fut))
+                keep_w.append((src, out, pixels, fut))
                 continue
             try:
                 fut.result()
@@ -627,77 +883,82 @@ def run_files(
                 report.megapixels += pixels / 1e6
                 report.outputs.append((str(src), str(out)))
                 done()
-        writes[:] = keep
+        writes[:] = keep_w
+
+    def emit(finished, pool):
+        for (items, stack, alpha), result, error in finished:
+            if error is None and (result.shape != stack.shape or result.dtype != stack.dtype):
+                error = ValueError(
+                    f"stage output has shape {result.shape} {result.dtype}, "
+                    f"expected {stack.shape} {stack.dtype}"
+                )
+            if error is not None:
+                for src, _, _, _ in items:
+                    fail(src, f"processing failed: {type(error).__name__}: {error}")
+                continue
+            if alpha is not None:
+                result = np.concatenate([result, alpha], axis=-1)
+            for i, (src, out, img, stat) in enumerate(items):
+                out_img = result[i]
+                if img.ndim == 2:
+                    out_img = out_img[..., 0]
+                pixels = img.shape[0] * img.shape[1]
+                writes.append((src, out, pixels, pool.submit(encode, out_img, src, out, stat)))
 
     def flush(key, pool):
         nonlocal pending_images
         items = groups.pop(key)
         pending_images -= len(items)
-        stack = np.stack([img for _, _, img in items])
+        stack = np.stack([img for _, _, img, _ in items])
         if stack.ndim == 3:  # grayscale: (N, H, W) -> (N, H, W, 1)
             stack = stack[..., None]
         alpha = None
         if stack.shape[-1] == 4:
             alpha = stack[..., 3:]
-            stack = stack[..., :3]
-        try:
-            result = np.asarray(func(stack, backend=engine))
-            if result.shape != stack.shape or result.dtype != stack.dtype:
-                raise ValueError(
-                    f"stage output has shape {result.shape} {result.dtype}, "
-                    f"expected {stack.shape} {stack.dtype}"
-                )
-        except _backend.BackendUnavailableError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the batch's images are reported, run goes on
-            for src, _, _ in items:
-                fail(src, f"processing failed: {type(exc).__name__}: {exc}")
-            return
-        if alpha is not None:
-            result = np.concatenate([result, alpha], axis=-1)
-        for i, (src, out, img) in enumerate(items):
-            out_img = result[i]
-            if img.ndim == 2:
-                out_img = out_img[..., 0]
-            pixels = img.shape[0] * img.shape[1]
-            writes.append((src, out, pixels, pool.submit(encode, out_img, out)))
+            stack = np.ascontiguousarray(stack[..., :3])
+        emit(runner.submit(stack, (items, stack, alpha)), pool)
 
     def read(src: Path):
-        return read_image(src, max_pixels=max_pixels)
+        stat = os.stat(src)  # before decoding: the manifest describes what was read
+        return read_image(src, max_pixels=max_pixels), stat
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io") as pool:
-        window = max(2 * workers, batch_size)
-        reads: list[tuple[Path, Path, Future]] = []
-        queue = iter(plan)
-        exhausted = False
-        while True:
-            while not exhausted and len(reads) < window:
-                nxt = next(queue, None)
-                if nxt is None:
-                    exhausted = True
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io") as pool:
+            window = max(2 * workers, batch_size)
+            reads: list[tuple[Path, Path, Future]] = []
+            queue = iter(plan)
+            exhausted = False
+            while True:
+                while not exhausted and len(reads) < window:
+                    nxt = next(queue, None)
+                    if nxt is None:
+                        exhausted = True
+                        break
+                    reads.append((nxt[0], nxt[1], pool.submit(read, nxt[0])))
+                if not reads:
                     break
-                reads.append((nxt[0], nxt[1], pool.submit(read, nxt[0])))
-            if not reads:
-                break
-            src, out, fut = reads.pop(0)
-            try:
-                img = fut.result()
-            except ImageReadError as exc:
-                fail(src, exc.reason)
-                continue
-            except Exception as exc:  # noqa: BLE001
-                fail(src, f"{type(exc).__name__}: {exc}")
-                continue
-            key = (img.shape, img.dtype.str)
-            groups.setdefault(key, []).append((src, out, img))
-            pending_images += 1
-            if len(groups[key]) >= batch_size:
+                src, out, fut = reads.pop(0)
+                try:
+                    img, stat = fut.result()
+                except ImageReadError as exc:
+                    fail(src, exc.reason)
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    fail(src, f"{type(exc).__name__}: {exc}")
+                    continue
+                key = (img.shape, img.dtype.str)
+                groups.setdefault(key, []).append((src, out, img, stat))
+                pending_images += 1
+                if len(groups[key]) >= batch_size:
+                    flush(key, pool)
+                while pending_images > max_pending:
+                    flush(next(iter(groups)), pool)  # oldest group first
+                collect_writes(block=False)
+            for key in list(groups):
                 flush(key, pool)
-            while pending_images > max_pending:
-                flush(next(iter(groups)), pool)  # oldest group first
-            collect_writes(block=False)
-        for key in list(groups):
-            flush(key, pool)
-        collect_writes(block=True)
+            emit(runner.drain(), pool)
+            collect_writes(block=True)
+    finally:
+        manifest.close()
     report.seconds = time.perf_counter() - start
     return report

@@ -218,7 +218,9 @@ def test_run_files_reports_bad_files_and_processes_the_rest(tmp_path, rng):
     assert "empty" in failed["empty.png"]
     assert "truncated" in failed["trunc.png"] and "truncated" in failed["trunc.jpg"]
     assert "unsupported file extension" in failed["notes.gif"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".gpuenhance-manifest.jsonl", "good.png"
+    ]
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "good.png"), _by_hand(good))
 
 
@@ -293,3 +295,180 @@ def test_report_json(tmp_path):
     assert data["megapixels_per_second"] == 2.0 and data["pipeline"] == SPEC
     assert "2 images" in report.summary() and "1 failed" in report.summary()
     assert [p.name for p in (tmp_path / "r").iterdir()] == ["report.json"]
+
+
+# --------------------------------------------------------------------------- CUDA staging
+
+
+class _FakeGPU:
+    """A stand-in for CupyDevice whose streams run lazily and adversarially.
+
+    Work is queued per stream and only runs when an event is synchronised; the scheduler then
+    runs the streams in a random interleaving that respects the event waits. A missing wait
+    or a buffer reused too early therefore shows up as a wrong result. Device arrays are
+    NumPy arrays wrapped in _Buf (filled with garbage when allocated).
+    """
+
+    class _Buf:
+        def __init__(self, shape, dtype):
+            self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+            self.data = np.full(shape, 0xAB, dtype=dtype) if self.dtype.kind in "ui" else np.full(shape, np.nan, dtype)
+            self.nbytes = self.data.nbytes
+
+    class _Event:
+        def __init__(self, gpu):
+            self.gpu, self.token = gpu, None
+
+        def record(self, stream):
+            token = {"done": False}
+            self.token = token
+            stream.ops.append(("mark", token))
+
+        def synchronize(self):
+            token = self.token
+            self.gpu.run_until(lambda: token is None or token["done"])
+
+    class _Stream:
+        def __init__(self, name):
+            self.name, self.ops = name, []
+
+        def wait_event(self, event):
+            self.ops.append(("wait", event.token))
+
+    def __init__(self, seed=0):
+        self.streams = []
+        self.log = []
+        self.pinned_bytes = 0
+        self.random = np.random.default_rng(seed)
+
+    def stream(self):
+        s = self._Stream(["up", "comp", "down"][len(self.streams)])
+        self.streams.append(s)
+        return s
+
+    def event(self):
+        return self._Event(self)
+
+    def pinned(self, nbytes):
+        self.pinned_bytes += nbytes
+        return np.zeros(nbytes, np.uint8)
+
+    def device_empty(self, shape, dtype, stream):
+        return self._Buf(shape, dtype)
+
+    def upload(self, dst, src, stream):
+        stream.ops.append(("run", lambda: (np.copyto(dst.data, src), self.log.append("up"))))
+
+    def launch(self, func, x, stream):
+        out = self._Buf(x.shape, x.dtype)
+        stream.ops.append(("run", lambda: (np.copyto(out.data, func(x.data)), self.log.append("comp"))))
+        return out
+
+    def download(self, dst, src, stream):
+        stream.ops.append(("run", lambda: (np.copyto(dst, src.data), self.log.append("down"))))
+
+    def run_until(self, done):
+        while not done():
+            runnable = [
+                s for s in self.streams
+                if s.ops and not (s.ops[0][0] == "wait" and s.ops[0][1] is not None
+                                  and not s.ops[0][1]["done"])
+            ]
+            if not runnable:
+                raise AssertionError("deadlock: no stream can make progress")
+            s = runnable[self.random.integers(len(runnable))]  # any order the waits allow
+            kind, arg = s.ops.pop(0)
+            if kind == "mark":
+                arg["done"] = True
+            elif kind == "run":
+                arg()
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_staged_runner_with_a_lazy_fake_gpu_equals_direct_calls(rng, depth, seed):
+    from gpuenhance._staging import StagedRunner
+
+    pipe = Pipeline("median:ksize=3 | gamma:gamma=0.5")
+    gpu = _FakeGPU(seed)
+    runner = StagedRunner(lambda x: pipe(x), gpu, depth=depth)
+    shapes = [(2, 9, 11, 3), (2, 9, 11, 3), (1, 5, 7, 1), (3, 9, 11, 3), (2, 9, 11, 3), (1, 4, 4, 3)]
+    batches = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in shapes]
+    originals = [b.copy() for b in batches]
+    got = []
+    for i, b in enumerate(batches):
+        finished = runner.submit(b, i)
+        # nothing finishes before `depth` batches are in flight; then one per submit
+        assert len(finished) == (1 if i >= depth else 0)
+        if i == 0:
+            assert gpu.log == []  # work is only queued: the fake runs it at a sync
+        got.extend(finished)
+        b[...] = 0  # the caller may reuse its batch at once: the runner copied it
+    got.extend(runner.drain())
+    assert [ctx for ctx, _, _ in got] == list(range(len(shapes)))
+    for (i, result, error) in got:
+        assert error is None
+        np.testing.assert_array_equal(result, pipe(originals[i]))
+    assert all(not s.ops for s in gpu.streams)
+    # pinned buffers are reused: two per slot, grown at most to the largest batch
+    largest = max(int(np.prod(s)) for s in shapes)
+    assert gpu.pinned_bytes <= 2 * depth * largest * 3
+
+
+def test_staged_runner_out_of_memory_falls_back_and_other_errors_are_returned(rng):
+    from gpuenhance._staging import StagedRunner
+
+    gpu = _FakeGPU()
+    real_empty = gpu.device_empty
+
+    def empty(shape, dtype, stream):
+        if shape[0] > 2:
+            raise MemoryError("fake device OOM")
+        return real_empty(shape, dtype, stream)
+
+    gpu.device_empty = empty
+    fallback_calls = []
+
+    def fallback(batch):
+        fallback_calls.append(batch.shape)
+        return batch + 1
+
+    runner = StagedRunner(lambda x: x + 1, gpu, depth=2, fallback=fallback,
+                          release=lambda: fallback_calls.append("released"))
+    a = rng.integers(0, 200, size=(2, 3, 4, 1), dtype=np.uint8)
+    big = rng.integers(0, 200, size=(4, 3, 4, 1), dtype=np.uint8)
+    assert runner.submit(a, "a") == []
+    finished = runner.submit(big, "big")  # OOM: drains "a", releases, computes on the fallback
+    assert [ctx for ctx, _, _ in finished] == ["a", "big"]
+    np.testing.assert_array_equal(finished[0][1], a + 1)
+    np.testing.assert_array_equal(finished[1][1], big + 1)
+    assert fallback_calls == ["released", (4, 3, 4, 1)]
+
+    def broken(x):
+        raise RuntimeError("kernel exploded")
+
+    gpu.launch = lambda func, x, stream: broken(x)
+    (ctx, result, error), = runner.submit(a, "c")
+    assert ctx == "c" and result is None and "exploded" in str(error)
+
+
+def test_sync_runner_returns_errors_and_propagates_fatal():
+    from gpuenhance._staging import SyncRunner
+
+    class Fatal(Exception):
+        pass
+
+    def compute(batch):
+        if batch == "fatal":
+            raise Fatal()
+        if batch == "bad":
+            raise ValueError("bad batch")
+        return batch * 2
+
+    runner = SyncRunner(compute, fatal=(Fatal,))
+    assert runner.submit(3, "x") == [("x", 6, None)]
+    (ctx, result, error), = runner.submit("bad", "y")
+    assert result is None and isinstance(error, ValueError)
+    with pytest.raises(Fatal):
+        runner.submit("fatal", "z")
+    assert runner.drain() == []

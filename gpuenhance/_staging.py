@@ -1,0 +1,273 @@
+"""Batch runners for :func:`gpuenhance.pipeline.run_files`: plain, and CUDA-staged.
+
+:class:`SyncRunner` computes each batch when it is submitted (CPU and emulated engines, and
+tiled runs). :class:`StagedRunner` keeps several batches in flight on a GPU so that transfers
+overlap compute:
+
+* each of ``depth`` slots (3: triple buffering) owns a page-locked (pinned) host buffer for
+  the input, one for the output, and a device input buffer, reused while shapes allow;
+* three streams: *upload* copies slot ``i``'s pinned input to the device, *compute* waits on
+  the upload's event and runs the batch function, *download* waits on the compute event and
+  copies the result into the slot's pinned output; events chain them, so batch ``k + 1``
+  uploads while batch ``k`` computes and batch ``k - 1`` downloads;
+* a slot is reused only after its previous batch's download event has completed (that is
+  when its result is handed back), so no buffer is ever written while a stream may still read
+  it; device arrays of a batch are kept referenced until then, so CuPy's stream-ordered pool
+  cannot hand their memory to another stream early;
+* decoding and encoding stay on run_files' thread pool; the host thread only copies a decoded
+  batch into pinned memory and copies finished results out of it.
+
+The runner talks to the GPU only through a small *device* object (:class:`CupyDevice` on a
+GPU); the tests drive it with a fake device whose streams execute lazily and in an adversarial
+order, which checks the event and buffer-reuse logic without a GPU. :class:`CupyDevice` itself
+is GPU-only code and is not exercised by the CPU test suite.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _tiles
+
+__all__ = ["CupyDevice", "StagedRunner", "SyncRunner"]
+
+#: (context, result, error): what runners hand back for every submitted batch.
+Finished = tuple
+
+
+class SyncRunner:
+    """Computes each batch at once with ``compute(batch)``; errors are returned, not raised.
+
+    Exceptions in *fatal* (e.g. :class:`gpuenhance.BackendUnavailableError`) propagate.
+    """
+
+    def __init__(self, compute: Callable, *, fatal: tuple = ()):
+        self.compute = compute
+        self.fatal = fatal
+
+    def submit(self, batch, context) -> list[Finished]:
+        try:
+            return [(context, self.compute(batch), None)]
+        except self.fatal:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported per image by the caller
+            return [(context, None, exc)]
+
+    def drain(self) -> list[Finished]:
+        return []
+
+
+# --------------------------------------------------------------------------- CUDA device
+
+
+class CupyDevice:
+    """The GPU operations :class:`StagedRunner` needs, on CuPy (GPU-only; untested on CPU)."""
+
+    def __init__(self):
+        import cupy
+
+        self.cp = cupy
+
+    def stream(self):
+        return self.cp.cuda.Stream(non_blocking=True)
+
+    def event(self):
+        return self.cp.cuda.Event(disable_timing=True)
+
+    def pinned(self, nbytes: int) -> np.ndarray:
+        """A uint8 host array of *nbytes* in page-locked memory."""
+        mem = self.cp.cuda.alloc_pinned_memory(nbytes)
+        return np.frombuffer(mem, dtype=np.uint8, count=nbytes)  # keeps *mem* alive
+
+    def device_empty(self, shape, dtype, stream):
+        with stream:
+            return self.cp.empty(shape, dtype=dtype)
+
+    def upload(self, dst, src: np.ndarray, stream) -> None:
+        """Asynchronous host-to-device copy of contiguous pinned *src* into *dst*."""
+        self.cp.cuda.runtime.memcpyAsync(
+            dst.data.ptr, src.ctypes.data, src.nbytes,
+            self.cp.cuda.runtime.memcpyHostToDevice, stream.ptr,
+        )
+
+    def launch(self, func: Callable, x, stream):
+        """Run ``func(x)`` with *stream* current; returns a C-contiguous device array."""
+        with stream:
+            return self.cp.ascontiguousarray(func(x))
+
+    def download(self, dst: np.ndarray, src, stream) -> None:
+        """Asynchronous device-to-host copy of contiguous *src* into pinned *dst*."""
+        if src.nbytes != dst.nbytes:
+            raise ValueError(
+                f"stage output has {src.nbytes} bytes ({src.shape} {src.dtype}); "
+                f"expected {dst.nbytes}"
+            )
+        self.cp.cuda.runtime.memcpyAsync(
+            dst.ctypes.data, src.data.ptr, src.nbytes,
+            self.cp.cuda.runtime.memcpyDeviceToHost, stream.ptr,
+        )
+
+
+# --------------------------------------------------------------------------- staged runner
+
+
+@dataclass
+class _Slot:
+    pinned_in: np.ndarray | None = None
+    pinned_out: np.ndarray | None = None
+    dev_in: Any = None
+    events: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    slot: _Slot
+    context: Any
+    shape: tuple
+    dtype: np.dtype
+    dev_in: Any
+    dev_out: Any
+
+
+def _view(buf: np.ndarray, shape, dtype) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+class StagedRunner:
+    """Keeps up to *depth* batches in flight on a GPU (see the module docstring).
+
+    Parameters
+    ----------
+    func : callable
+        Maps a device batch to a device batch of the same shape and dtype (kernels launched on
+        the current stream).
+    device : object
+        :class:`CupyDevice` or a stand-in with the same methods.
+    depth : int
+        Slots (2: double buffering, 3: triple buffering).
+    fallback : callable, optional
+        ``fallback(batch)`` computes a batch synchronously (e.g. with batch splitting and
+        tiling); used when staging it runs out of device memory. Without it the error is
+        returned for the batch.
+    release : callable, optional
+        Frees cached device memory before the fallback runs.
+    fatal : tuple of exception types
+        Errors that propagate instead of being returned per batch.
+    """
+
+    def __init__(self, func: Callable, device, *, depth: int = 3, fallback=None,
+                 release: Callable[[], None] | None = None, fatal: tuple = ()):
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1; got {depth}")
+        self.func = func
+        self.device = device
+        self.depth = depth
+        self.fallback = fallback
+        self.release = release or (lambda: None)
+        self.fatal = fatal
+        self.up, self.comp, self.down = device.stream(), device.stream(), device.stream()
+        self.slots = [_Slot() for _ in range(depth)]
+        for slot in self.slots:
+            slot.events = {k: device.event() for k in ("uploaded", "computed", "downloaded")}
+        self.inflight: deque[_Job] = deque()
+        self.pinned_allocations = 0
+
+    # -- host buffers
+
+    def _pinned(self, slot: _Slot, which: str, nbytes: int) -> np.ndarray:
+        buf = getattr(slot, which)
+        if buf is None or buf.nbytes < nbytes:
+            buf = self.device.pinned(nbytes)
+            self.pinned_allocations += 1
+            setattr(slot, which, buf)
+        return buf
+
+    # -- public
+
+    def submit(self, batch: np.ndarray, context) -> list[Finished]:
+        """Start *batch* (an (N, H, W, C) NumPy array); return the batches that finished."""
+        finished = []
+        if len(self.inflight) >= self.depth:
+            finished.append(self._finish(self.inflight.popleft()))
+        busy = {id(job.slot) for job in self.inflight}
+        slot = next(s for s in self.slots if id(s) not in busy)
+        try:
+            self.inflight.append(self._start(slot, batch, context))
+        except self.fatal:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if not _tiles.is_oom(exc) or self.fallback is None:
+                finished.append((context, None, exc))
+                return finished
+            # Out of device memory with batches in flight: let them finish, free the pool,
+            # and compute this batch on its own (the fallback splits and tiles as needed).
+            finished.extend(self.drain())
+            self.release()
+            try:
+                finished.append((context, self.fallback(batch), None))
+            except self.fatal:
+                raise
+            except Exception as exc2:  # noqa: BLE001
+                finished.append((context, None, exc2))
+        return finished
+
+    def drain(self) -> list[Finished]:
+        """Wait for every batch in flight; return them in submission order."""
+        out = []
+        while self.inflight:
+            out.append(self._finish(self.inflight.popleft()))
+        return out
+
+    # -- internals
+
+    def _start(self, slot: _Slot, batch: np.ndarray, context) -> _Job:
+        dev, ev = self.device, slot.events
+        shape, dtype = tuple(batch.shape), np.dtype(batch.dtype)
+        nbytes = batch.nbytes
+        # The slot's previous batch has finished (downloaded and handed back), so its pinned
+        # buffers and device input are free: nothing in any stream still reads them.
+        host_in = _view(self._pinned(slot, "pinned_in", nbytes), shape, dtype)
+        np.copyto(host_in, batch)
+        host_out = _view(self._pinned(slot, "pinned_out", nbytes), shape, dtype)
+        dev_in = slot.dev_in
+        if dev_in is None or tuple(dev_in.shape) != shape or np.dtype(dev_in.dtype) != dtype:
+            slot.dev_in = None
+            dev_in = dev.device_empty(shape, dtype, self.up)
+            slot.dev_in = dev_in
+        dev.upload(dev_in, host_in, self.up)
+        ev["uploaded"].record(self.up)
+        self.comp.wait_event(ev["uploaded"])
+        dev_out = dev.launch(self.func, dev_in, self.comp)
+        ev["computed"].record(self.comp)
+        self.down.wait_event(ev["computed"])
+        dev.download(host_out, dev_out, self.down)
+        ev["downloaded"].record(self.down)
+        return _Job(slot, context, shape, dtype, dev_in, dev_out)
+
+    def _finish(self, job: _Job) -> Finished:
+        try:
+            job.slot.events["downloaded"].synchronize()
+            result = np.array(_view(job.slot.pinned_out, job.shape, job.dtype), copy=True)
+        except self.fatal:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a kernel fault surfacing at the sync
+            return (job.context, None, exc)
+        finally:
+            job.dev_out = None  # only now may the pool reuse the output's memory
+        return (job.context, result, None)
+
+
+def cuda_device_or_none():
+    """A :class:`CupyDevice` when CuPy is loaded and works, else None."""
+    if sys.modules.get("cupy") is None:
+        return None
+    try:
+        return CupyDevice()
+    except Exception:  # noqa: BLE001
+        return None
