@@ -6,15 +6,41 @@
 // OpenCV does; the intermediate stays in Acc (no rounding between passes). Integer outputs are
 // rounded half to even and saturated (gpuenhance_cast).
 //
-// gpuenhance_gaussian_tile<T, Acc>: one block computes a bx-by-by output tile:
+// gpuenhance_gaussian_tile<T, Acc, FUSE>: one block computes a bx-by-by output tile:
 //   1. load the input tile with its halo, (by+ky-1) x (bx+kx-1), into shared memory through
 //      the border rule (constant border: 0), converted to Acc;
 //   2. horizontal pass: (by+ky-1) x bx row sums into a second shared buffer;
 //   3. vertical pass: each thread sums its column of that buffer and stores its pixel.
 //   shared_mem = ((by+ky-1)*(bx+kx-1) + (by+ky-1)*bx + kx + ky) * sizeof(Acc).
-// gpuenhance_gaussian_pass<Tin, Tout, Acc>: one 1-D pass straight from global memory, for
-//   kernels too large for the tile's shared memory (host runs x then y through an Acc buffer).
+// gpuenhance_gaussian_pass<Tin, Tout, Acc, FUSE>: one 1-D pass straight from global memory,
+//   for kernels too large for the tile's shared memory (host runs x then y through an Acc
+//   buffer; only the second pass may fuse).
+//
+// Fusion (template flag FUSE): a trailing point operation is applied to the output value right
+// before its store, so that "Gaussian, then LUT/gamma" is one pass over memory and gives
+// exactly what the two stages give one by one (see gpuenhance_gaussian_point):
+//   FUSE = 0  none; lut, lut_channels, gamma and gain are not read.
+//   FUSE = 1  lookup table (uint8/uint16), on the rounded and saturated integer:
+//             out = lut[v * lut_channels + c], c = 0 for a shared table (lut_channels = 1),
+//             the channel for an (entries, C) table.
+//   FUSE = 2  gamma (float32 only): out = gain * powf(v, gamma) on the float32 result, the
+//             expression of gpuenhance_gamma_f32 (kernels/lut.cu). Not for float64 (the
+//             unfused path would compute powf on a float64 image; no such op exists).
 #include "common.cuh"
+
+// The fused point operation on the output value v of channel c (see the file comment).
+template <typename T, int FUSE>
+__device__ __forceinline__ T gpuenhance_gaussian_point(T v, const T* __restrict__ lut,
+                                                       int lut_channels, int c, float gamma,
+                                                       float gain) {
+    if constexpr (FUSE == 1) {
+        return __ldg(lut + ((gpuenhance_i64)v * lut_channels + (lut_channels > 1 ? c : 0)));
+    } else if constexpr (FUSE == 2) {
+        return gain * powf(v, gamma);
+    } else {
+        return v;
+    }
+}
 
 template <typename T, typename Acc>
 __device__ __forceinline__ Acc gpuenhance_gaussian_fetch(const T* __restrict__ plane, int y,
@@ -26,11 +52,13 @@ __device__ __forceinline__ Acc gpuenhance_gaussian_fetch(const T* __restrict__ p
     return (Acc)plane[((gpuenhance_i64)yy * W + xx) * C];
 }
 
-template <typename T, typename Acc>
+template <typename T, typename Acc, int FUSE>
 __global__ void gpuenhance_gaussian_tile(const T* __restrict__ src, T* __restrict__ dst,
                                          const Acc* __restrict__ taps_x,
                                          const Acc* __restrict__ taps_y, int N, int H, int W,
-                                         int C, int kx, int ky, int border) {
+                                         int C, int kx, int ky, int border,
+                                         const T* __restrict__ lut, int lut_channels,
+                                         float gamma, float gain) {
     GPUENHANCE_DYNAMIC_SMEM(Acc, smem);
     const int bx = blockDim.x;
     const int by = blockDim.y;
@@ -70,16 +98,19 @@ __global__ void gpuenhance_gaussian_tile(const T* __restrict__ src, T* __restric
             const Acc* t = rows + threadIdx.y * bx + threadIdx.x;
             Acc acc = 0;
             for (int j = 0; j < ky; ++j) acc += wy[j] * t[j * bx];
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_cast<T>::from(acc);
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_gaussian_point<T, FUSE>(
+                gpuenhance_cast<T>::from(acc), lut, lut_channels, nc % C, gamma, gain);
         }
     }
 }
 
 // One 1-D pass along x (axis 0) or y (axis 1); grid-stride over all N*H*W*C outputs.
-template <typename Tin, typename Tout, typename Acc>
+template <typename Tin, typename Tout, typename Acc, int FUSE>
 __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __restrict__ dst,
                                          const Acc* __restrict__ taps, int N, int H, int W,
-                                         int C, int k, int axis, int border) {
+                                         int C, int k, int axis, int border,
+                                         const Tout* __restrict__ lut, int lut_channels,
+                                         float gamma, float gain) {
     const gpuenhance_i64 total = (gpuenhance_i64)N * H * W * C;
     const gpuenhance_i64 step = (gpuenhance_i64)gridDim.x * blockDim.x;
     const int r = k / 2;
@@ -101,6 +132,7 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
                                                                     border);
             acc += __ldg(taps + j) * v;
         }
-        dst[i] = gpuenhance_cast<Tout>::from(acc);
+        dst[i] = gpuenhance_gaussian_point<Tout, FUSE>(gpuenhance_cast<Tout>::from(acc), lut,
+                                                       lut_channels, c, gamma, gain);
     }
 }

@@ -8,17 +8,17 @@
 //
 // Three algorithms, chosen on the host (gpuenhance/_cuda/filters.py):
 //
-// 1. gpuenhance_median_small<T, K>, K in {3, 5, 7}, every dtype. The block stages its tile with
-//    the halo in shared memory; each thread copies its K*K window into registers (fully
-//    unrolled, compile-time indices) and selects the median there:
+// 1. gpuenhance_median_small<T, K, FUSE>, K in {3, 5, 7}, every dtype. The block stages its
+//    tile with the halo in shared memory; each thread copies its K*K window into registers
+//    (fully unrolled, compile-time indices) and selects the median there:
 //    - 3x3: sort the three rows, then med3(max of the row minima, med3 of the row medians,
 //      min of the row maxima) -- the anti-diagonal of the row- and column-sorted 3x3 block.
 //    - 5x5, 7x7: forgetful selection. With n = K*K values and m = n/2, take the first m+2
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
-// 2. gpuenhance_median_hist<T, WIDE>, uint8 and uint16, any odd K (used from K = 7 for uint8,
-//    K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
+// 2. gpuenhance_median_hist<T, WIDE, FUSE>, uint8 and uint16, any odd K (used from K = 7 for
+//    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
 //    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
 //    plus a lookup of bounded cost, instead of the K*K work of a selection. The histograms
 //    are thread-private, in dynamic shared memory, interleaved (counter j of thread t at
@@ -33,14 +33,23 @@
 //      median drifts slowly); updates of values with the current high byte keep it exact.
 //      Lookup: at most 16 + 16 + 16 + 16 counter reads. 544 counters per thread.
 //
-// 3. gpuenhance_median_select<T>, any dtype and odd K: the general path for large windows on
-//    float32/float64. Radix selection on order-preserving unsigned keys (floats: sign bit
-//    flipped for positives, all bits for negatives), 4 bits per pass: each pass counts the
+// 3. gpuenhance_median_select<T, FUSE>, any dtype and odd K: the general path for large
+//    windows on float32/float64. Radix selection on order-preserving unsigned keys (floats:
+//    sign bit flipped for positives, all bits for negatives), 4 bits per pass: each pass counts the
 //    window values that match the digits fixed so far into 16 thread-private counters in
 //    shared memory, then fixes the next digit. 8 passes (float32) or 16 (float64) over the
 //    window, no per-thread window buffer.
 //
 // NaN inputs: the median of a window holding NaN is unspecified (the paths may differ).
+//
+// Fusion (template flag FUSE, every kernel): a trailing point operation is applied to the
+// median right before its store, so that "median, then LUT/gamma" is one pass over memory and
+// gives exactly what the two stages give one by one (see gpuenhance_median_point):
+//   FUSE = 0  none; lut, lut_channels, gamma and gain are not read.
+//   FUSE = 1  lookup table (uint8/uint16): out = lut[v * lut_channels + c], c = 0 for a shared
+//             table (lut_channels = 1), the plane's channel for an (entries, C) table.
+//   FUSE = 2  gamma (float32 only): out = gain * powf(v, gamma), the expression of
+//             gpuenhance_gamma_f32 (kernels/lut.cu) on the same float value.
 #include "common.cuh"
 
 // ---------------------------------------------------------------------------------------------
@@ -55,6 +64,20 @@ __device__ __forceinline__ T gpuenhance_median_fetch(const T* __restrict__ plane
     const int xx = gpuenhance_border_index(x, W, border);
     if (yy < 0 || xx < 0) return T(0);
     return plane[((gpuenhance_i64)yy * W + xx) * C];
+}
+
+// The fused point operation on the final value v of plane channel c (see the file comment).
+template <typename T, int FUSE>
+__device__ __forceinline__ T gpuenhance_median_point(T v, const T* __restrict__ lut,
+                                                     int lut_channels, int c, float gamma,
+                                                     float gain) {
+    if constexpr (FUSE == 1) {
+        return __ldg(lut + ((gpuenhance_i64)v * lut_channels + (lut_channels > 1 ? c : 0)));
+    } else if constexpr (FUSE == 2) {
+        return gain * powf(v, gamma);
+    } else {
+        return v;
+    }
 }
 
 // Compare-exchange; floats use fminf/fmaxf (one instruction each).
@@ -128,9 +151,11 @@ struct gpuenhance_median_net<T, 3> {
 // ---------------------------------------------------------------------------------------------
 // Launch: block (bx, by), grid (ceil(W/bx), ceil(H/by), min(N*C, 65535)),
 // shared_mem = (bx + K - 1) * (by + K - 1) * sizeof(T).
-template <typename T, int K>
+template <typename T, int K, int FUSE>
 __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict__ dst, int N,
-                                        int H, int W, int C, int border) {
+                                        int H, int W, int C, int border,
+                                        const T* __restrict__ lut, int lut_channels, float gamma,
+                                        float gain) {
     constexpr int R = K / 2;
     GPUENHANCE_DYNAMIC_SMEM(T, tile);
     const int bx = blockDim.x;
@@ -160,7 +185,8 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 #pragma unroll
                 for (int dx = 0; dx < K; ++dx) v[dy * K + dx] = t[dy * tw + dx];
             }
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_net<T, K>::run(v);
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_point<T, FUSE>(
+                gpuenhance_median_net<T, K>::run(v), lut, lut_channels, nc % C, gamma, gain);
         }
     }
 }
@@ -245,9 +271,11 @@ __device__ __forceinline__ void gpuenhance_median_row(CountT* h, int stride,
 // Launch: block (bt, 1, 1), grid (ceil(W/bt), ceil(H/strip), min(N*C, 65535)),
 // shared_mem = bt * counters * sizeof(CountT) (272 counters for uint8, 544 for uint16).
 // No barriers: the histograms are private to each thread.
-template <typename T, int WIDE>
+template <typename T, int WIDE, int FUSE>
 __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict__ dst, int N,
-                                       int H, int W, int C, int K, int border, int strip) {
+                                       int H, int W, int C, int K, int border, int strip,
+                                       const T* __restrict__ lut, int lut_channels, float gamma,
+                                       float gain) {
     typedef typename gpuenhance_median_count<WIDE>::type CountT;
     typedef gpuenhance_median_hist_ops<T, CountT> Ops;
     GPUENHANCE_DYNAMIC_SMEM(CountT, hist_all);
@@ -300,7 +328,8 @@ __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict_
                                                       GPUENHANCE_MEDIAN_F1, rank);
                 value = ((unsigned)b1 << 8) | (unsigned)b2;
             }
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = (T)value;
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_point<T, FUSE>(
+                (T)value, lut, lut_channels, nc % C, gamma, gain);
             if (y + 1 < yend) {
                 gpuenhance_median_row(h, stride, plane, y - R, x, R, H, W, C, border, sticky,
                                       minus_one);
@@ -360,9 +389,11 @@ template <> struct gpuenhance_median_key<double> {
 
 // Launch: block (bx, by), grid (ceil(W/bx), ceil(H/by), min(N*C, 65535)),
 // shared_mem = 16 * bx * by * sizeof(unsigned int). No barriers.
-template <typename T>
+template <typename T, int FUSE>
 __global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restrict__ dst, int N,
-                                         int H, int W, int C, int K, int border) {
+                                         int H, int W, int C, int K, int border,
+                                         const T* __restrict__ lut, int lut_channels,
+                                         float gamma, float gain) {
     typedef gpuenhance_median_key<T> Key;
     typedef typename Key::U KeyT;
     GPUENHANCE_DYNAMIC_SMEM(unsigned int, counts_all);
@@ -401,6 +432,7 @@ __global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restric
             rank -= acc;
             prefix |= (KeyT)d << shift;
         }
-        dst[base + ((gpuenhance_i64)y * W + x) * C] = Key::from(prefix);
+        dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_point<T, FUSE>(
+            Key::from(prefix), lut, lut_channels, nc % C, gamma, gain);
     }
 }
