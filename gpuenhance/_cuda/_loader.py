@@ -97,6 +97,42 @@ class Context:
         return self.module(filename, name_expressions).get_function(name)
 
 
+class _NamedLaunch:
+    """A ``cupy.RawKernel`` whose launch errors name the kernel and its file."""
+
+    def __init__(self, kernel, filename: str, name: str):
+        self._kernel = kernel
+        self._where = f"kernel {name} (kernels/{filename})"
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        import cupy
+
+        try:
+            return self._kernel(grid, block, args, shared_mem=shared_mem)
+        except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as exc:
+            raise KernelError(f"{self._where} failed to launch: {exc}") from exc
+
+
+class _CupyModule:
+    """A compiled ``cupy.RawModule`` whose functions name themselves in launch errors."""
+
+    def __init__(self, module, filename: str):
+        self._module = module
+        self._filename = filename
+        self._functions: dict[str, _NamedLaunch] = {}
+
+    def get_function(self, name: str) -> _NamedLaunch:
+        if name not in self._functions:
+            try:
+                kernel = self._module.get_function(name)
+            except Exception as exc:
+                raise KernelError(
+                    f"kernel {name} is not in kernels/{self._filename}: {exc}"
+                ) from exc
+            self._functions[name] = _NamedLaunch(kernel, self._filename, name)
+        return self._functions[name]
+
+
 @functools.lru_cache(maxsize=None)
 def _cupy_module(device: int, filename: str, exprs: tuple[str, ...]):
     import cupy
@@ -108,7 +144,7 @@ def _cupy_module(device: int, filename: str, exprs: tuple[str, ...]):
         mod.compile()
     except cupy.cuda.compiler.CompileException as exc:
         raise KernelError(f"kernels/{filename} failed to compile with NVRTC: {exc}") from exc
-    return mod
+    return _CupyModule(mod, filename)
 
 
 @functools.lru_cache(maxsize=None)
