@@ -16,31 +16,9 @@
 //   for kernels too large for the tile's shared memory (host runs x then y through an Acc
 //   buffer; only the second pass may fuse).
 //
-// Fusion (template flag FUSE): a trailing point operation is applied to the output value right
-// before its store, so that "Gaussian, then LUT/gamma" is one pass over memory and gives
-// exactly what the two stages give one by one (see gpuenhance_gaussian_point):
-//   FUSE = 0  none; lut, lut_channels, gamma and gain are not read.
-//   FUSE = 1  lookup table (uint8/uint16), on the rounded and saturated integer:
-//             out = lut[v * lut_channels + c], c = 0 for a shared table (lut_channels = 1),
-//             the channel for an (entries, C) table.
-//   FUSE = 2  gamma (float32 only): out = gain * powf(v, gamma) on the float32 result, the
-//             expression of gpuenhance_gamma_f32 (kernels/lut.cu). Not for float64 (the
-//             unfused path would compute powf on a float64 image; no such op exists).
+// Fusion (template flag FUSE): a trailing LUT/gamma is applied to the output value right
+// before its store (gpuenhance_point in common.cuh). FUSE = 2 (float gamma) is float32 only.
 #include "common.cuh"
-
-// The fused point operation on the output value v of channel c (see the file comment).
-template <typename T, int FUSE>
-__device__ __forceinline__ T gpuenhance_gaussian_point(T v, const T* __restrict__ lut,
-                                                       int lut_channels, int c, float gamma,
-                                                       float gain) {
-    if constexpr (FUSE == 1) {
-        return __ldg(lut + ((gpuenhance_i64)v * lut_channels + (lut_channels > 1 ? c : 0)));
-    } else if constexpr (FUSE == 2) {
-        return gain * powf(v, gamma);
-    } else {
-        return v;
-    }
-}
 
 template <typename T, typename Acc>
 __device__ __forceinline__ Acc gpuenhance_gaussian_fetch(const T* __restrict__ plane, int y,
@@ -98,7 +76,7 @@ __global__ void gpuenhance_gaussian_tile(const T* __restrict__ src, T* __restric
             const Acc* t = rows + threadIdx.y * bx + threadIdx.x;
             Acc acc = 0;
             for (int j = 0; j < ky; ++j) acc += wy[j] * t[j * bx];
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_gaussian_point<T, FUSE>(
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
                 gpuenhance_cast<T>::from(acc), lut, lut_channels, nc % C, gamma, gain);
         }
     }
@@ -132,7 +110,7 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
                                                                     border);
             acc += __ldg(taps + j) * v;
         }
-        dst[i] = gpuenhance_gaussian_point<Tout, FUSE>(gpuenhance_cast<Tout>::from(acc), lut,
+        dst[i] = gpuenhance_point<Tout, FUSE>(gpuenhance_cast<Tout>::from(acc), lut,
                                                        lut_channels, c, gamma, gain);
     }
 }

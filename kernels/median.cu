@@ -42,14 +42,8 @@
 //
 // NaN inputs: the median of a window holding NaN is unspecified (the paths may differ).
 //
-// Fusion (template flag FUSE, every kernel): a trailing point operation is applied to the
-// median right before its store, so that "median, then LUT/gamma" is one pass over memory and
-// gives exactly what the two stages give one by one (see gpuenhance_median_point):
-//   FUSE = 0  none; lut, lut_channels, gamma and gain are not read.
-//   FUSE = 1  lookup table (uint8/uint16): out = lut[v * lut_channels + c], c = 0 for a shared
-//             table (lut_channels = 1), the plane's channel for an (entries, C) table.
-//   FUSE = 2  gamma (float32 only): out = gain * powf(v, gamma), the expression of
-//             gpuenhance_gamma_f32 (kernels/lut.cu) on the same float value.
+// Fusion (template flag FUSE, every kernel): a trailing LUT/gamma is applied to the median
+// right before its store (gpuenhance_point in common.cuh).
 #include "common.cuh"
 
 // ---------------------------------------------------------------------------------------------
@@ -64,20 +58,6 @@ __device__ __forceinline__ T gpuenhance_median_fetch(const T* __restrict__ plane
     const int xx = gpuenhance_border_index(x, W, border);
     if (yy < 0 || xx < 0) return T(0);
     return plane[((gpuenhance_i64)yy * W + xx) * C];
-}
-
-// The fused point operation on the final value v of plane channel c (see the file comment).
-template <typename T, int FUSE>
-__device__ __forceinline__ T gpuenhance_median_point(T v, const T* __restrict__ lut,
-                                                     int lut_channels, int c, float gamma,
-                                                     float gain) {
-    if constexpr (FUSE == 1) {
-        return __ldg(lut + ((gpuenhance_i64)v * lut_channels + (lut_channels > 1 ? c : 0)));
-    } else if constexpr (FUSE == 2) {
-        return gain * powf(v, gamma);
-    } else {
-        return v;
-    }
 }
 
 // Compare-exchange; floats use fminf/fmaxf (one instruction each).
@@ -185,7 +165,7 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 #pragma unroll
                 for (int dx = 0; dx < K; ++dx) v[dy * K + dx] = t[dy * tw + dx];
             }
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_point<T, FUSE>(
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
                 gpuenhance_median_net<T, K>::run(v), lut, lut_channels, nc % C, gamma, gain);
         }
     }
@@ -328,7 +308,7 @@ __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict_
                                                       GPUENHANCE_MEDIAN_F1, rank);
                 value = ((unsigned)b1 << 8) | (unsigned)b2;
             }
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_point<T, FUSE>(
+            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
                 (T)value, lut, lut_channels, nc % C, gamma, gain);
             if (y + 1 < yend) {
                 gpuenhance_median_row(h, stride, plane, y - R, x, R, H, W, C, border, sticky,
@@ -432,7 +412,7 @@ __global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restric
             rank -= acc;
             prefix |= (KeyT)d << shift;
         }
-        dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_median_point<T, FUSE>(
+        dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
             Key::from(prefix), lut, lut_channels, nc % C, gamma, gain);
     }
 }
