@@ -222,9 +222,29 @@ def _cmd_run(args) -> int:
         total = len(find_images(inputs, exclude=[out_dir]))
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    run_files = pipeline.run_files
+    if args.scheduler is not None:  # one task per batch of files on a Dask cluster
+        if args.scheduler != "local" and "://" not in args.scheduler:
+            raise UsageError(f"--scheduler must be 'local' or an address such as "
+                             f"tcp://host:8786; got {args.scheduler!r}")
+        if args.resume:
+            raise UsageError("--resume cannot be combined with --scheduler")
+        try:
+            from .dask import run_files as dask_run_files
+            import distributed  # noqa: F401
+        except ImportError as exc:
+            raise UsageError(f"--scheduler needs the dask extra "
+                             f"(pip install 'gpuenhance[dask]'): {exc}") from None
+
+        def run_files(*a, **kw):
+            try:
+                return dask_run_files(pipeline, *a, scheduler=args.scheduler, **kw)
+            except ConnectionError as exc:
+                raise UsageError(str(exc)) from None
+
     bar = _progress_bar(total, "gpuenhance run")
     try:
-        report = pipeline.run_files(
+        report = run_files(
             inputs,
             out_dir,
             backend=args.backend,
@@ -431,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true",
         help="skip inputs whose output an earlier run into OUT finished (per "
         "OUT/.gpuenhance-manifest.jsonl: same pipeline, input unchanged, output present)",
+    )
+    run.add_argument(
+        "--scheduler", default=None, metavar="local|tcp://HOST:PORT",
+        help="spread batches of files over a Dask cluster: 'local' starts one on this machine "
+        "(a worker per GPU with dask-cuda), an address joins a running scheduler; needs "
+        "gpuenhance[dask] (default: run in this process)",
     )
     run.set_defaults(handler=_cmd_run)
 
