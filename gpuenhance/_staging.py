@@ -1,4 +1,4 @@
-"""Batch runners for :func:`gpuenhance.pipeline.run_files`: plain, and CUDA-staged.
+"""Batch runners for :func:`gpuenhance._files.process_files`: plain, and CUDA-staged.
 
 :class:`SyncRunner` computes each batch when it is submitted (CPU and emulated engines, and
 tiled runs). :class:`StagedRunner` keeps several batches in flight on a GPU so that transfers
@@ -14,7 +14,7 @@ overlap compute:
   when its result is handed back), so no buffer is ever written while a stream may still read
   it; device arrays of a batch are kept referenced until then, so CuPy's stream-ordered pool
   cannot hand their memory to another stream early;
-* decoding and encoding stay on run_files' thread pool; the host thread only copies a decoded
+* decoding and encoding stay on process_files' thread pool; the host thread only copies a decoded
   batch into pinned memory and copies finished results out of it.
 
 The runner talks to the GPU only through a small *device* object (:class:`CupyDevice` on a
@@ -40,6 +40,16 @@ __all__ = ["CupyDevice", "StagedRunner", "SyncRunner"]
 Finished = tuple
 
 
+def _compute(compute: Callable, batch, context, fatal: tuple) -> Finished:
+    """``(context, compute(batch), None)``, or ``(context, None, error)``; *fatal* propagates."""
+    try:
+        return (context, compute(batch), None)
+    except fatal:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported per image by the caller
+        return (context, None, exc)
+
+
 class SyncRunner:
     """Computes each batch at once with ``compute(batch)``; errors are returned, not raised.
 
@@ -51,12 +61,7 @@ class SyncRunner:
         self.fatal = fatal
 
     def submit(self, batch, context) -> list[Finished]:
-        try:
-            return [(context, self.compute(batch), None)]
-        except self.fatal:
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported per image by the caller
-            return [(context, None, exc)]
+        return [_compute(self.compute, batch, context, self.fatal)]
 
     def drain(self) -> list[Finished]:
         return []
@@ -209,12 +214,7 @@ class StagedRunner:
             # and compute this batch on its own (the fallback splits and tiles as needed).
             finished.extend(self.drain())
             self.release()
-            try:
-                finished.append((context, self.fallback(batch), None))
-            except self.fatal:
-                raise
-            except Exception as exc2:  # noqa: BLE001
-                finished.append((context, None, exc2))
+            finished.append(_compute(self.fallback, batch, context, self.fatal))
         return finished
 
     def drain(self) -> list[Finished]:

@@ -342,7 +342,7 @@ def _cmd_restore_fit(args) -> int:
 
 
 def _cmd_restore_apply(args) -> int:
-    from .pipeline import run_files
+    from ._files import run_files
     from .restore import LMSRestorer
 
     _check_backend(args.backend)

@@ -234,6 +234,8 @@ def _load_or_write_marker(marker: Path, items) -> tuple[dict, bool]:
     Returns ``(before, first_attempt)``. The record is written atomically before any output,
     so a later attempt that finds it knows which outputs an earlier attempt already replaced.
     """
+    from ._files import write_atomically
+
     try:
         return json.loads(marker.read_text()), False
     except FileNotFoundError:
@@ -242,113 +244,38 @@ def _load_or_write_marker(marker: Path, items) -> tuple[dict, bool]:
         pass
     before = {out: _identity(out) for _, out in items}
     marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(before))
-        os.replace(tmp, marker)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(marker, json.dumps(before).encode(), tag=uuid.uuid4().hex)
     return before, True
-
-
-def _process_group(func, members, engine, max_tile, pool, result) -> None:
-    """Stack images of one shape and dtype, run *func* once, write every output."""
-    from .io import write_image
-
-    stack = np.stack([img for _, _, img in members])
-    if stack.ndim == 3:  # grayscale: (N, H, W) -> (N, H, W, 1)
-        stack = stack[..., None]
-    alpha = None
-    if stack.shape[-1] == 4:  # RGBA: RGB is processed, alpha passed through
-        alpha = stack[..., 3:]
-        stack = np.ascontiguousarray(stack[..., :3])
-    try:
-        if max_tile is None:
-            out = np.asarray(func(stack, backend=engine))
-        else:
-            out = np.asarray(func(stack, backend=engine, max_tile=max_tile))
-        if out.shape != stack.shape or out.dtype != stack.dtype:
-            raise ValueError(
-                f"stage output has shape {out.shape} {out.dtype}, "
-                f"expected {stack.shape} {stack.dtype}"
-            )
-    except _backend.BackendUnavailableError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the batch's images are reported, the task goes on
-        for src, _, _ in members:
-            result["failures"].append((src, f"processing failed: {type(exc).__name__}: {exc}"))
-        return
-    if alpha is not None:
-        out = np.concatenate([out, alpha], axis=-1)
-
-    def write(i):
-        src, dst, img = members[i]
-        try:
-            write_image(dst, out[i][..., 0] if img.ndim == 2 else out[i])
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            return src, dst, img, f"cannot write {dst!r}: {exc}"
-        return src, dst, img, None
-
-    for src, dst, img, error in pool.map(write, range(len(members))):
-        if error is None:
-            result["outputs"].append((src, dst))
-            result["megapixels"] += img.shape[0] * img.shape[1] / 1e6
-        else:
-            result["failures"].append((src, error))
 
 
 def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, max_tile):
     """One task: read, process and atomically write *items* (``[(input, output), ...]``).
 
-    Idempotent: outputs are replaced atomically (never partial), and on a re-execution (the
-    scheduler reruns a task whose worker died) an output whose file identity (inode, mtime,
-    size) changed since the first attempt's record was completed by an earlier attempt and is
-    skipped, so each output is written once per run.
+    Returns ``(engine, [FileResult, ...])``. Idempotent: outputs are replaced atomically (never
+    partial), and on a re-execution (the scheduler reruns a task whose worker died) an output
+    whose file identity (inode, mtime, size) changed since the first attempt's record was
+    completed by an earlier attempt and is skipped, so each output is written once per run.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from . import _tiles
+    from ._files import FileResult, process_files, resolve_engine
 
-    from .io import ImageReadError, read_image
-    from .pipeline import _resolve_backend
-
-    engine = _resolve_backend(backend)  # this worker's engine (BackendUnavailableError: no GPU)
+    engine = resolve_engine(backend)  # this worker's engine (BackendUnavailableError: no GPU)
     before, first = _load_or_write_marker(Path(marker), items)
-    result: dict[str, Any] = {
-        "outputs": [], "failures": [], "megapixels": 0.0, "engines": [engine], "skipped": 0
-    }
-    todo = []
+    done, todo = [], []
     for src, out in items:
         if not first and out in before:
             now = _identity(out)
             if now is not None and now != before[out]:  # replaced by an earlier attempt
                 mp = _megapixels_of(out)
                 if mp is not None:
-                    result["outputs"].append((src, out))
-                    result["megapixels"] += mp
-                    result["skipped"] += 1
+                    done.append(FileResult(src, out, None, mp))
                     continue
         todo.append((src, out))
-
-    def read(pair):
-        src, out = pair
-        try:
-            return src, out, read_image(src, max_pixels=max_pixels), None
-        except ImageReadError as exc:
-            return src, out, None, exc.reason
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            return src, out, None, f"{type(exc).__name__}: {exc}"
-
-    groups: dict[tuple, list] = {}
-    with ThreadPoolExecutor(max_workers=workers or 1) as pool:
-        for src, out, img, error in pool.map(read, todo):
-            if error is not None:
-                result["failures"].append((src, error))
-            else:
-                groups.setdefault((img.shape, img.dtype.str), []).append((src, out, img))
-        for members in groups.values():
-            for i in range(0, len(members), batch_size):
-                _process_group(func, members[i : i + batch_size], engine, max_tile, pool, result)
-    return result
+    results = process_files(
+        func, todo, engine=engine, batch_size=batch_size, workers=workers or 1,
+        max_pixels=max_pixels, tile=_tiles.parse_max_tile(max_tile),
+    )
+    return engine, done + results
 
 
 @contextlib.contextmanager
@@ -510,8 +437,8 @@ def run_files(
     """
     from distributed import as_completed
 
-    from . import pipeline as _pipeline
-    from .pipeline import Pipeline, RunReport
+    from ._files import FileResult, RunReport, add_results, plan_outputs, resolve_engine
+    from .pipeline import Pipeline
 
     start = time.perf_counter()
     if isinstance(pipeline, str):
@@ -566,7 +493,7 @@ def run_files(
     out_dir = Path(out_dir)
     files = find_images(inputs, exclude=[out_dir])
     report = RunReport(pipeline=label)
-    plan = _pipeline._plan_outputs(files, out_dir, report.failures)
+    plan = plan_outputs(files, out_dir, report.failures)
     if progress is not None and report.failures:
         progress(len(report.failures))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -574,8 +501,7 @@ def run_files(
         [(str(src), str(out)) for src, out in plan[i : i + files_per_task]]
         for i in range(0, len(plan), files_per_task)
     ]
-    results: list = [None] * len(batches)
-    engines: set[str] = set()
+    results: list = [None] * len(batches)  # (engine or None, [FileResult, ...]) per task
     run_id = uuid.uuid4().hex[:16]
     state_dir = out_dir / f".gpuenhance-dask-{run_id}"
     try:
@@ -598,10 +524,9 @@ def run_files(
                             raise
                         except Exception as exc:  # noqa: BLE001 - the batch's files are reported
                             reason = f"task failed: {type(exc).__name__}: {exc}"
-                            results[index] = {
-                                "outputs": [], "megapixels": 0.0, "engines": [],
-                                "failures": [(src, reason) for src, _ in batches[index]],
-                            }
+                            results[index] = (
+                                None, [FileResult(src, out, reason) for src, out in batches[index]]
+                            )
                         if progress is not None:
                             progress(len(batches[index]))
                 finally:
@@ -609,16 +534,13 @@ def run_files(
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     order = {str(src): i for i, (src, _) in enumerate(plan)}
-    for res in results:
-        report.outputs.extend(tuple(pair) for pair in res["outputs"])
-        report.failures.extend(tuple(pair) for pair in res["failures"])
-        report.megapixels += res["megapixels"]
-        engines.update(res["engines"])
+    for _, files_done in results:
+        add_results(report, files_done)
     report.outputs.sort(key=lambda pair: order.get(pair[0], len(order)))
-    report.processed = len(report.outputs)
+    engines = {engine for engine, _ in results if engine is not None}
     if engines:
         report.engine = "+".join(sorted(engines))
     else:  # nothing ran: name the engine this machine would have used
-        report.engine = "cuda" if backend == "cuda" else _pipeline._resolve_backend(backend)
+        report.engine = "cuda" if backend == "cuda" else resolve_engine(backend)
     report.seconds = time.perf_counter() - start
     return report
