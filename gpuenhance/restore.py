@@ -68,6 +68,9 @@ class LMSRestorer:
         When set to r, W is projected after every update onto spatial convolution kernels of
         (2r+1)² taps centred at the origin (circular distance <= r in each axis), and the
         learned kernel lets :meth:`restore` work on images of any size. Needs 2r+1 <= min(H, W).
+        The projection is the closest kernel in the metric of the bin power P + eps (a
+        (2r+1)²-square least-squares solve per channel), so the constrained fit converges to
+        the least-squares kernel of the pairs; eps also regularises that solve.
     batch_size : int, default 8
         Pairs per update step (the last step of an epoch may have fewer).
     backend : {None, "auto", "cpu", "cuda", "cuda-emulated"}

@@ -197,6 +197,35 @@ def test_support_keeps_taps_in_window_and_restores_other_sizes():
     np.testing.assert_allclose(out, expected, **tol("fft_filter", "float32"))
 
 
+def least_squares_kernel_mse(deg, clean, r):
+    """Training MSE of the best (2r+1)² circular kernel: normal equations in float64 (one channel)."""
+    G = np.fft.fft2(deg[..., 0].astype(np.float64))
+    F = np.fft.fft2(clean[..., 0].astype(np.float64))
+    h, w = G.shape[1:]
+    p = np.fft.ifft2((np.abs(G) ** 2).sum(axis=0)).real  # autocorrelation of the degraded images
+    x = np.fft.ifft2((np.conj(G) * F).sum(axis=0)).real  # cross-correlation with the clean ones
+    o = np.arange(-r, r + 1)
+    oy, ox = np.repeat(o, o.size), np.tile(o, o.size)
+    A = p[(oy[:, None] - oy[None, :]) % h, (ox[:, None] - ox[None, :]) % w]
+    k = np.linalg.solve(A, x[oy % h, ox % w])
+    K = np.zeros((h, w))
+    K[oy % h, ox % w] = k
+    out = np.fft.ifft2(G * np.fft.fft2(K)).real
+    return float(np.mean((out - clean[..., 0]) ** 2))
+
+
+@pytest.mark.parametrize("mu, epochs", [(1.0, 2), (0.5, 24)])
+def test_support_fit_reaches_least_squares_kernel(mu, epochs):
+    # "update, then constrain" must converge to the least-squares kernel of the pairs (the
+    # constrained fixed point), in one full-batch step for mu = 1 and geometrically otherwise.
+    r = 2
+    deg, clean = pairs(noise=0.0)
+    model = LMSRestorer(mu=mu, eps=1e-20, support=r, batch_size=len(deg)).fit(deg, clean, epochs=epochs)
+    got = float(np.mean((model.restore(deg).astype(np.float64) - clean[..., 0:1]) ** 2))
+    best = least_squares_kernel_mse(deg, clean, r)
+    assert got <= 1.05 * best, f"support fit MSE {got:.3g}, least-squares kernel {best:.3g}"
+
+
 def test_support_too_large_and_small_restore_raise():
     deg, clean = pairs(n=2)
     with pytest.raises(ValueError, match="support"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _spectral
 from .._image import dtype_max
 
 
@@ -40,13 +41,9 @@ def _column_weights(shape) -> np.ndarray:
     return weight
 
 
-def project_support(W, shape, r) -> np.ndarray:
-    """Project W onto spatial kernels with taps only within circular distance *r* of the origin."""
-    height, width = int(shape[0]), int(shape[1])
-    k = np.fft.irfft2(W, s=(height, width), axes=(0, 1))
-    k[r + 1 : height - r] = 0
-    k[:, r + 1 : width - r] = 0
-    return np.fft.rfft2(k, axes=(0, 1)).astype(np.complex64, copy=False)
+def project_support(W, P, shape, r, eps) -> np.ndarray:
+    """W constrained to (2r+1)² spatial taps in the metric of the bin power P."""
+    return _spectral.project_support(np, W, P, shape, r, eps)
 
 
 def kernel_from_weights(W, shape, r) -> np.ndarray:
@@ -123,7 +120,7 @@ def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, suppor
             P = beta * P + (np.float32(1) - beta) * p
         W = W + (mu / (P + eps)) * (grad - leak * W)
         if support >= 0:
-            W = project_support(W, shape, support)
+            W = project_support(W, P, shape, support, eps)
     return W.astype(np.complex64, copy=False), P.astype(np.float32, copy=False), losses
 
 

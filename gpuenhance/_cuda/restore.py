@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _spectral
 from .._image import dtype_max
 from ._common import blocks
 
@@ -38,14 +39,9 @@ def spectra(ctx, stack):
     return ctx.xp.ascontiguousarray(g.astype(ctx.xp.complex64, copy=False))
 
 
-def project_support(ctx, W, shape, r):
-    """Project W onto spatial kernels with taps only within circular distance *r* of the origin."""
-    xp = ctx.xp
-    height, width = int(shape[0]), int(shape[1])
-    k = xp.fft.irfft2(W, s=(height, width), axes=(0, 1))
-    k[r + 1 : height - r] = 0
-    k[:, r + 1 : width - r] = 0
-    return xp.ascontiguousarray(xp.fft.rfft2(k, axes=(0, 1)).astype(xp.complex64, copy=False))
+def project_support(ctx, W, P, shape, r, eps):
+    """W constrained to (2r+1)² spatial taps in the metric of the bin power P."""
+    return _spectral.project_support(ctx.xp, W, P, shape, r, eps)
 
 
 def kernel_from_weights(ctx, W, shape, r):
@@ -125,7 +121,7 @@ def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, s
         )
         first = False
         if support >= 0:
-            W = project_support(ctx, W, shape, support)
+            W = project_support(ctx, W, P, shape, support, eps)
     return W, P, partials.sum(axis=1)
 
 
