@@ -49,8 +49,11 @@ def _median_cv(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
     The padding is at least the window radius, so medianBlur's own (replicate) border is never
     reached by an output pixel that is kept: the result is exact for every border.
     """
-    r = ksize // 2
     h, w, c = img_hwc.shape
+    if border == "replicate":  # medianBlur's own border: no padding needed
+        src = np.ascontiguousarray(img_hwc[:, :, 0] if c == 1 else img_hwc)
+        return cv2.medianBlur(src, ksize).reshape(h, w, c)
+    r = ksize // 2
     padded = _pad(img_hwc, r, border)
     if c == 1:
         padded = padded[:, :, 0]
