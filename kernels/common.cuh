@@ -29,6 +29,8 @@ typedef long long gpuenhance_i64;
 // (replicate: aaa|abcd|ddd, reflect: cba|abcd|dcb, reflect_101: dcb|abcd|cba).
 // Returns -1 for a coordinate outside the image under the constant border.
 // Closed form, so windows larger than the image (many reflections) cost no loop.
+// 32-bit: needs 2 * n and i to fit an int; the host refuses H or W above 2^30 - 1
+// (gpuenhance._cuda._common.MAX_EXTENT), and element offsets are formed in gpuenhance_i64.
 __device__ __forceinline__ int gpuenhance_border_index(int i, int n, int border) {
     if (i >= 0 && i < n) return i;
     if (border == GPUENHANCE_BORDER_CONSTANT) return -1;

@@ -1,6 +1,9 @@
 // gpuenhance: separable Gaussian filter.
 //
-// Images are contiguous NHWC; grid.z walks the N*C planes (grid-stride). The 1-D taps come
+// Images are contiguous NHWC; grid.z walks the N*C planes and grid.y the row tiles, both
+// grid-stride (the host clamps them to 65535). Element offsets and plane counters are 64-bit
+// (gpuenhance_i64); rows and columns are int (the host refuses H, W or a kernel size above
+// 2^30 - 1, gpuenhance._cuda._common.MAX_EXTENT). The 1-D taps come
 // from the host (gpuenhance._gauss.taps, OpenCV's getGaussianKernel) as arrays of Acc: float
 // for uint8/uint16/float32, double for float64. Horizontal pass first, then vertical, as
 // OpenCV does; the intermediate stays in Acc (no rounding between passes). Integer outputs are
@@ -50,34 +53,40 @@ __global__ void gpuenhance_gaussian_tile(const T* __restrict__ src, T* __restric
     const int nthreads = bx * by;
     for (int i = tid; i < kx; i += nthreads) wx[i] = taps_x[i];
     for (int i = tid; i < ky; i += nthreads) wy[i] = taps_y[i];
-    const int x0 = blockIdx.x * bx - kx / 2;
-    const int y0 = blockIdx.y * by - ky / 2;
-    const int x = blockIdx.x * bx + threadIdx.x;
-    const int y = blockIdx.y * by + threadIdx.y;
-    const int planes = N * C;
-    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
-        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
-        __syncthreads();  // taps written; the previous plane's buffers are no longer read
-        for (int i = tid; i < th * tw; i += nthreads) {
-            const int r = i / tw;
-            tile[i] = gpuenhance_gaussian_fetch<T, Acc>(src + base, y0 + r, x0 + (i - r * tw), H,
-                                                        W, C, border);
-        }
-        __syncthreads();
-        for (int i = tid; i < th * bx; i += nthreads) {
-            const int r = i / bx;
-            const Acc* t = tile + r * tw + (i - r * bx);
-            Acc acc = 0;
-            for (int j = 0; j < kx; ++j) acc += wx[j] * t[j];
-            rows[i] = acc;
-        }
-        __syncthreads();
-        if (x < W && y < H) {
-            const Acc* t = rows + threadIdx.y * bx + threadIdx.x;
-            Acc acc = 0;
-            for (int j = 0; j < ky; ++j) acc += wy[j] * t[j * bx];
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
-                gpuenhance_cast<T>::from(acc), lut, lut_channels, nc % C, gamma, gain);
+    const int x0 = (int)blockIdx.x * bx - kx / 2;
+    const int x = (int)blockIdx.x * bx + (int)threadIdx.x;
+    const int row_tiles = (H + by - 1) / by;
+    const gpuenhance_i64 planes = (gpuenhance_i64)N * C;
+    // Planes (grid.z) and row tiles (grid.y), both grid-stride and uniform across the block:
+    // every thread reaches every barrier.
+    for (gpuenhance_i64 nc = blockIdx.z; nc < planes; nc += gridDim.z) {
+        const int c = (int)(nc % C);
+        const gpuenhance_i64 base = (nc / C) * H * W * C + c;
+        for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+            const int y0 = rt * by - ky / 2;
+            const int y = rt * by + (int)threadIdx.y;
+            __syncthreads();  // taps written; the previous tile's buffers are no longer read
+            for (int i = tid; i < th * tw; i += nthreads) {
+                const int r = i / tw;
+                tile[i] = gpuenhance_gaussian_fetch<T, Acc>(src + base, y0 + r,
+                                                            x0 + (i - r * tw), H, W, C, border);
+            }
+            __syncthreads();
+            for (int i = tid; i < th * bx; i += nthreads) {
+                const int r = i / bx;
+                const Acc* t = tile + r * tw + (i - r * bx);
+                Acc acc = 0;
+                for (int j = 0; j < kx; ++j) acc += wx[j] * t[j];
+                rows[i] = acc;
+            }
+            __syncthreads();
+            if (x < W && y < H) {
+                const Acc* t = rows + threadIdx.y * bx + threadIdx.x;
+                Acc acc = 0;
+                for (int j = 0; j < ky; ++j) acc += wy[j] * t[j * bx];
+                dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
+                    gpuenhance_cast<T>::from(acc), lut, lut_channels, c, gamma, gain);
+            }
         }
     }
 }

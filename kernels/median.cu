@@ -1,10 +1,12 @@
 // gpuenhance: median filter kernels.
 //
-// Images are contiguous NHWC; a launch covers a whole batch: grid.z walks the N*C planes
-// (grid-stride, so any N*C fits the 65535 limit), plane (n, c) starts at n*H*W*C + c and its
-// pixel (y, x) sits at ((y*W + x)*C). Outside the image, coordinates map through
-// gpuenhance_border_index (OpenCV's borderInterpolate, windows larger than the image included);
-// the constant border reads 0.
+// Images are contiguous NHWC; a launch covers a whole batch: grid.z walks the N*C planes and
+// grid.y the row tiles, both grid-stride (the host clamps them to 65535, so any N*C and any H
+// fit the grid), plane (n, c) starts at n*H*W*C + c and its pixel (y, x) sits at ((y*W + x)*C).
+// Element offsets and plane counters are 64-bit (gpuenhance_i64); rows and columns are int
+// (the host refuses H or W above 2^30 - 1, gpuenhance._cuda._common.MAX_EXTENT).
+// Outside the image, coordinates map through gpuenhance_border_index (OpenCV's
+// borderInterpolate, windows larger than the image included); the constant border reads 0.
 //
 // Three algorithms, chosen on the host (gpuenhance/_cuda/filters.py):
 //
@@ -17,13 +19,13 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
-// 2. gpuenhance_median_hist<T, WIDE, FUSE>, uint8 and uint16, any odd K (used from K = 7 for
+// 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
 //    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
 //    plus a lookup of bounded cost, instead of the K*K work of a selection. The histograms
 //    are thread-private, in dynamic shared memory, interleaved (counter j of thread t at
 //    hist[j * blockDim.x + t]) so that a warp touching the same counter hits distinct banks.
-//    Counters are unsigned short when K*K < 65536 (WIDE = 0), else unsigned int (WIDE = 1).
+//    Counters are unsigned short: K <= 255 (the public limit) keeps K*K <= 65025 < 65536.
 //    - uint8: two levels, 16 coarse bins (value >> 4) and 256 fine bins. Lookup: scan at most
 //      16 coarse bins, then at most 16 fine bins inside the coarse bin found.
 //    - uint16: 16 bins on bits 15..12 and 256 bins on the high byte are kept for the whole
@@ -129,8 +131,9 @@ struct gpuenhance_median_net<T, 3> {
 // ---------------------------------------------------------------------------------------------
 // 1. Register selection for small windows (tile + halo in shared memory)
 // ---------------------------------------------------------------------------------------------
-// Launch: block (bx, by), grid (ceil(W/bx), ceil(H/by), min(N*C, 65535)),
-// shared_mem = (bx + K - 1) * (by + K - 1) * sizeof(T).
+// Launch: block (bx, by), grid (ceil(W/bx), min(ceil(H/by), 65535), min(N*C, 65535)),
+// shared_mem = (bx + K - 1) * (by + K - 1) * sizeof(T). The row-tile and plane loops are
+// uniform across the block, so every thread reaches every barrier.
 template <typename T, int K, int FUSE>
 __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict__ dst, int N,
                                         int H, int W, int C, int border,
@@ -139,34 +142,39 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
     constexpr int R = K / 2;
     GPUENHANCE_DYNAMIC_SMEM(T, tile);
     const int bx = blockDim.x;
+    const int by = blockDim.y;
     const int tw = bx + K - 1;
-    const int th = blockDim.y + K - 1;
+    const int th = by + K - 1;
     const int tid = threadIdx.y * bx + threadIdx.x;
-    const int nthreads = bx * blockDim.y;
-    const int x0 = blockIdx.x * bx - R;
-    const int y0 = blockIdx.y * blockDim.y - R;
-    const int x = blockIdx.x * bx + threadIdx.x;
-    const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    const int planes = N * C;
-    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
-        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
-        __syncthreads();  // the previous plane's tile is no longer read
-        for (int i = tid; i < tw * th; i += nthreads) {
-            const int ty = i / tw;
-            tile[i] = gpuenhance_median_fetch(src + base, y0 + ty, x0 + (i - ty * tw), H, W, C,
-                                              border);
-        }
-        __syncthreads();
-        if (x < W && y < H) {
-            T v[K * K];
-            const T* t = tile + threadIdx.y * tw + threadIdx.x;
-#pragma unroll
-            for (int dy = 0; dy < K; ++dy) {
-#pragma unroll
-                for (int dx = 0; dx < K; ++dx) v[dy * K + dx] = t[dy * tw + dx];
+    const int nthreads = bx * by;
+    const int x0 = (int)blockIdx.x * bx - R;
+    const int x = (int)blockIdx.x * bx + (int)threadIdx.x;
+    const int row_tiles = (H + by - 1) / by;
+    const gpuenhance_i64 planes = (gpuenhance_i64)N * C;
+    for (gpuenhance_i64 nc = blockIdx.z; nc < planes; nc += gridDim.z) {
+        const int c = (int)(nc % C);
+        const gpuenhance_i64 base = (nc / C) * H * W * C + c;
+        for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+            const int y0 = rt * by - R;
+            const int y = rt * by + (int)threadIdx.y;
+            __syncthreads();  // the previous tile is no longer read
+            for (int i = tid; i < tw * th; i += nthreads) {
+                const int ty = i / tw;
+                tile[i] = gpuenhance_median_fetch(src + base, y0 + ty, x0 + (i - ty * tw), H, W,
+                                                  C, border);
             }
-            dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
-                gpuenhance_median_net<T, K>::run(v), lut, lut_channels, nc % C, gamma, gain);
+            __syncthreads();
+            if (x < W && y < H) {
+                T v[K * K];
+                const T* t = tile + threadIdx.y * tw + threadIdx.x;
+#pragma unroll
+                for (int dy = 0; dy < K; ++dy) {
+#pragma unroll
+                    for (int dx = 0; dx < K; ++dx) v[dy * K + dx] = t[dy * tw + dx];
+                }
+                dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
+                    gpuenhance_median_net<T, K>::run(v), lut, lut_channels, c, gamma, gain);
+            }
         }
     }
 }
@@ -174,9 +182,6 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // ---------------------------------------------------------------------------------------------
 // 2. Sliding histograms for uint8 / uint16
 // ---------------------------------------------------------------------------------------------
-template <int WIDE> struct gpuenhance_median_count { typedef unsigned short type; };
-template <> struct gpuenhance_median_count<1> { typedef unsigned int type; };
-
 // Counter layout (offsets in counters, per thread): uint8 uses [0,16) coarse and [16,272) fine;
 // uint16 additionally [272,288) and [288,544) for the low byte of the current high byte.
 #define GPUENHANCE_MEDIAN_H0 0
@@ -248,15 +253,15 @@ __device__ __forceinline__ void gpuenhance_median_row(CountT* h, int stride,
     }
 }
 
-// Launch: block (bt, 1, 1), grid (ceil(W/bt), ceil(H/strip), min(N*C, 65535)),
-// shared_mem = bt * counters * sizeof(CountT) (272 counters for uint8, 544 for uint16).
+// Launch: block (bt, 1, 1), grid (ceil(W/bt), min(ceil(H/strip), 65535), min(N*C, 65535)),
+// shared_mem = bt * counters * 2 bytes (272 counters for uint8, 544 for uint16; K <= 255).
 // No barriers: the histograms are private to each thread.
-template <typename T, int WIDE, int FUSE>
+template <typename T, int FUSE>
 __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict__ dst, int N,
                                        int H, int W, int C, int K, int border, int strip,
                                        const T* __restrict__ lut, int lut_channels, float gamma,
                                        float gain) {
-    typedef typename gpuenhance_median_count<WIDE>::type CountT;
+    typedef unsigned short CountT;  // K * K <= 255 * 255 < 65536 window values
     typedef gpuenhance_median_hist_ops<T, CountT> Ops;
     GPUENHANCE_DYNAMIC_SMEM(CountT, hist_all);
     const int stride = blockDim.x;
@@ -265,14 +270,18 @@ __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict_
     if (x >= W) return;
     const int R = K / 2;
     const unsigned median_rank = (unsigned)K * (unsigned)K / 2u;
-    const int ybeg = blockIdx.y * strip;
-    const int yend = min(H, ybeg + strip);
+    const int strips = (H + strip - 1) / strip;
     const CountT one = 1;
     const CountT minus_one = (CountT)(~(CountT)0);
-    const int planes = N * C;
-    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
-        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
+    const gpuenhance_i64 planes = (gpuenhance_i64)N * C;
+    // Planes (grid.z) and row strips (grid.y), both grid-stride.
+    for (gpuenhance_i64 nc = blockIdx.z; nc < planes; nc += gridDim.z)
+    for (int sb = blockIdx.y; sb < strips; sb += gridDim.y) {
+        const int c = (int)(nc % C);
+        const gpuenhance_i64 base = (nc / C) * H * W * C + c;
         const T* plane = src + base;
+        const int ybeg = sb * strip;
+        const int yend = min(H, ybeg + strip);
         for (int j = 0; j < Ops::counters; ++j) h[j * stride] = 0;
         int sticky = -1;  // uint16: the high byte the low-byte pair counts (none yet)
         for (int dy = -R; dy <= R; ++dy)
@@ -309,7 +318,7 @@ __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict_
                 value = ((unsigned)b1 << 8) | (unsigned)b2;
             }
             dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
-                (T)value, lut, lut_channels, nc % C, gamma, gain);
+                (T)value, lut, lut_channels, c, gamma, gain);
             if (y + 1 < yend) {
                 gpuenhance_median_row(h, stride, plane, y - R, x, R, H, W, C, border, sticky,
                                       minus_one);
@@ -367,7 +376,7 @@ template <> struct gpuenhance_median_key<double> {
     }
 };
 
-// Launch: block (bx, by), grid (ceil(W/bx), ceil(H/by), min(N*C, 65535)),
+// Launch: block (bx, by), grid (ceil(W/bx), min(ceil(H/by), 65535), min(N*C, 65535)),
 // shared_mem = 16 * bx * by * sizeof(unsigned int). No barriers.
 template <typename T, int FUSE>
 __global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restrict__ dst, int N,
@@ -379,13 +388,19 @@ __global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restric
     GPUENHANCE_DYNAMIC_SMEM(unsigned int, counts_all);
     const int stride = blockDim.x * blockDim.y;
     unsigned int* cnt = counts_all + threadIdx.y * blockDim.x + threadIdx.x;
-    const int x = blockIdx.x * blockDim.x + threadIdx.x;
-    const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (x >= W || y >= H) return;
+    const int x = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (x >= W) return;
+    const int by = blockDim.y;
+    const int row_tiles = (H + by - 1) / by;
     const int R = K / 2;
-    const int planes = N * C;
-    for (int nc = blockIdx.z; nc < planes; nc += gridDim.z) {
-        const gpuenhance_i64 base = (gpuenhance_i64)(nc / C) * H * W * C + nc % C;
+    const gpuenhance_i64 planes = (gpuenhance_i64)N * C;
+    // Planes (grid.z) and row tiles (grid.y), both grid-stride.
+    for (gpuenhance_i64 nc = blockIdx.z; nc < planes; nc += gridDim.z)
+    for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+        const int y = rt * by + (int)threadIdx.y;
+        if (y >= H) continue;
+        const int c = (int)(nc % C);
+        const gpuenhance_i64 base = (nc / C) * H * W * C + c;
         const T* plane = src + base;
         unsigned rank = (unsigned)K * (unsigned)K / 2u;
         KeyT prefix = 0;
@@ -413,6 +428,6 @@ __global__ void gpuenhance_median_select(const T* __restrict__ src, T* __restric
             prefix |= (KeyT)d << shift;
         }
         dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
-            Key::from(prefix), lut, lut_channels, nc % C, gamma, gain);
+            Key::from(prefix), lut, lut_channels, c, gamma, gain);
     }
 }

@@ -156,11 +156,19 @@ def test_median_uint16_histogram_rebuilds(ctx, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_median_histogram_wide_counters(ctx, rng, dtype):
-    # 257 * 257 > 65535 window values: unsigned int counters (WIDE = 1).
+def test_median_histogram_largest_window(ctx, rng, dtype):
+    # ksize 255 (the public maximum): 65025 window values, the most the 16-bit counters hold.
     img = _random(rng, (3, 4), dtype)
-    np.testing.assert_array_equal(filters.median_filter(ctx, img, 257, "reflect"),
-                                  median_oracle(img, 257, "reflect"))
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, 255, "reflect"),
+                                  median_oracle(img, 255, "reflect"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_median_histogram_refuses_windows_past_16_bit_counters(ctx, dtype):
+    # 257 * 257 > 65535: unreachable through the public op (ksize <= 255), refused here.
+    img = np.zeros((3, 4), dtype)
+    with pytest.raises(ValueError, match=r"ksize must be in \[1, 255\]"):
+        filters.median_filter(ctx, img, 257, "reflect")
 
 
 @pytest.mark.parametrize("ksize", [3, 7, 9])

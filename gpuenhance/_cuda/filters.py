@@ -2,7 +2,14 @@
 
 Arguments arrive validated and resolved by :mod:`gpuenhance.filters`. Every image layout is
 computed as a contiguous (N, H, W, C) batch in one launch per pass; grid.z walks the N*C
-planes. See the kernel files for the algorithms.
+planes and grid.y the row tiles, both clamped to 65535 with grid-stride loops in the kernels.
+See the kernel files for the algorithms.
+
+Size limits: element offsets are 64-bit, so batches of any total size work; H, W and the
+Gaussian kernel sizes must be at most 2^30 - 1 (``_common.MAX_EXTENT``: the kernels keep rows
+and columns in ``int``), else a ``ValueError`` is raised before any allocation or launch. The
+launch configurations are computed by :func:`median_launch` and :func:`gaussian_launch` from
+the shape alone.
 
 Median path choice (exact on every path):
 
@@ -31,7 +38,9 @@ import functools
 import numpy as np
 
 from .._image import from_nhwc, to_nhwc
-from ._common import BORDER_CODES, blocks, ctype
+from ._common import (
+    BORDER_CODES, GRID_YZ_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
+)
 
 _DTYPES = tuple(np.dtype(d) for d in (np.uint8, np.uint16, np.float32, np.float64))
 _INT_DTYPES = _DTYPES[:2]
@@ -43,8 +52,12 @@ _ACC_DTYPE = {
 
 # Shared memory a launch may ask for (the default per-block limit is 48 KiB).
 _SMEM_LIMIT = 48 * 1024
-# Largest grid.z; planes beyond it are covered by the kernels' grid-stride loop.
-_GRID_Z = 65535
+# Largest grid.z / grid.y; planes and row tiles beyond them are covered by the kernels'
+# grid-stride loops (tests shrink these to exercise the loops on small images).
+_GRID_Z = GRID_YZ_MAX
+_GRID_Y = GRID_YZ_MAX
+# Largest median window the histogram kernel's 16-bit counters hold (K*K < 65536).
+_HIST_MAX_K = 255
 
 # Smallest ksize that uses the sliding-histogram path, per integer dtype.
 _HIST_FROM = {np.dtype(np.uint8): 7, np.dtype(np.uint16): 9}
@@ -70,8 +83,8 @@ def _small_name(dtype, k: int, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_median_small<{ctype(dtype)}, {k}, {fuse}>"
 
 
-def _hist_name(dtype, wide: int, fuse: int = FUSE_NONE) -> str:
-    return f"gpuenhance_median_hist<{ctype(dtype)}, {wide}, {fuse}>"
+def _hist_name(dtype, fuse: int = FUSE_NONE) -> str:
+    return f"gpuenhance_median_hist<{ctype(dtype)}, {fuse}>"
 
 
 def _select_name(dtype, fuse: int = FUSE_NONE) -> str:
@@ -95,7 +108,7 @@ def _pass_names(dtype, fuse: int = FUSE_NONE) -> tuple[str, str]:
 KERNELS = {
     "median.cu": tuple(
         [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in _SMALL_K]
-        + [_hist_name(d, w, f) for d in _INT_DTYPES for f in _fusions(d) for w in (0, 1)]
+        + [_hist_name(d, f) for d in _INT_DTYPES for f in _fusions(d)]
         + [_select_name(d, f) for d in _DTYPES for f in _fusions(d)]
     ),
     "gaussian.cu": tuple(
@@ -121,9 +134,14 @@ def _i32(v) -> np.int32:
 
 
 def _prepare(ctx, img):
-    """The input as a contiguous (N, H, W, C) array, and an output of the same shape."""
+    """The input as a contiguous (N, H, W, C) array, and an output of the same shape.
+
+    The shape is checked against the kernels' limits first (metadata only, before any copy).
+    """
     xp = ctx.xp
-    x = xp.ascontiguousarray(to_nhwc(img))
+    x = to_nhwc(img)
+    check_nhwc(x.shape)
+    x = xp.ascontiguousarray(x)
     return x, xp.empty(x.shape, dtype=x.dtype)
 
 
@@ -188,6 +206,51 @@ def _median_path(dtype, ksize: int) -> str:
     return "select"
 
 
+def median_launch(shape, dtype, ksize: int) -> dict:
+    """Launch configuration of the median of an (N, H, W, C) batch, from its shape alone.
+
+    Returns a dict with ``path`` ("small", "hist" or "select"), ``grid``, ``block``,
+    ``shared_mem`` and (histogram path) ``strip``. grid.y and grid.z are clamped to
+    ``_GRID_Y`` / ``_GRID_Z``; the kernels stride over the rest.
+
+    Raises
+    ------
+    ValueError
+        When H or W exceeds the kernels' 32-bit coordinates (:func:`_common.check_nhwc`), or a
+        histogram window exceeds ``_HIST_MAX_K`` (unreachable through the public op, which caps
+        ksize at 255).
+    """
+    check_nhwc(shape)
+    n, h, w, c = (int(v) for v in shape)
+    dtype = np.dtype(dtype)
+    gz = min(n * c, _GRID_Z)
+    path = _median_path(dtype, ksize)
+    if path == "small":
+        bx, by = 32, 8
+        cfg = dict(grid=(blocks(w, bx), min(blocks(h, by), _GRID_Y), gz), block=(bx, by, 1),
+                   shared_mem=(bx + ksize - 1) * (by + ksize - 1) * dtype.itemsize)
+    elif path == "hist":
+        if ksize > _HIST_MAX_K:
+            raise ValueError(
+                f"ksize must be in [1, {_HIST_MAX_K}] for the CUDA median of {dtype.name} "
+                f"images (16-bit histogram counters); got {ksize}"
+            )
+        per_thread = _HIST_COUNTERS[dtype] * 2
+        bt = 64
+        while bt > 1 and bt * per_thread > _SMEM_LIMIT - 8 * 1024:
+            bt //= 2
+        strip = min(h, max(32, 2 * ksize))
+        cfg = dict(grid=(blocks(w, bt), min(blocks(h, strip), _GRID_Y), gz), block=(bt, 1, 1),
+                   shared_mem=bt * per_thread, strip=strip)
+    else:
+        bx, by = 16, 8
+        cfg = dict(grid=(blocks(w, bx), min(blocks(h, by), _GRID_Y), gz), block=(bx, by, 1),
+                   shared_mem=16 * bx * by * 4)
+    cfg["grid"] = check_grid(cfg["grid"], "median_filter")
+    cfg["path"] = path
+    return cfg
+
+
 def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, gain=1.0):
     """Median over a ksize x ksize window; exact (equal to the CPU engine) on every path.
 
@@ -198,47 +261,23 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
         if lut is not None or gamma is not None:
             return _point_only(ctx, img, lut, gamma, gain)
         return ctx.xp.array(img, copy=True, order="C")
+    cfg = median_launch(to_nhwc(img).shape, img.dtype, ksize)  # refuses before any work
     x, out = _prepare(ctx, img)
     n, h, w, c = x.shape
     dtype = np.dtype(x.dtype)
     fuse, point = _point(ctx, x, lut, gamma, gain)
     code = _i32(BORDER_CODES[border])
-    gz = min(n * c, _GRID_Z)
-    path = _median_path(dtype, ksize)
-    if path == "small":
-        bx, by = 32, 8
-        smem = (bx + ksize - 1) * (by + ksize - 1) * dtype.itemsize
+    dims = (x, out, _i32(n), _i32(h), _i32(w), _i32(c))
+    if cfg["path"] == "small":
         kern = _function(ctx, "median.cu", _small_name(dtype, ksize, fuse))
-        kern(
-            (blocks(w, bx), blocks(h, by), gz),
-            (bx, by, 1),
-            (x, out, _i32(n), _i32(h), _i32(w), _i32(c), code) + point,
-            shared_mem=smem,
-        )
-    elif path == "hist":
-        wide = 0 if ksize * ksize < 65536 else 1
-        per_thread = _HIST_COUNTERS[dtype] * (4 if wide else 2)
-        bt = 64
-        while bt > 1 and bt * per_thread > _SMEM_LIMIT - 8 * 1024:
-            bt //= 2
-        strip = min(h, max(32, 2 * ksize))
-        kern = _function(ctx, "median.cu", _hist_name(dtype, wide, fuse))
-        kern(
-            (blocks(w, bt), blocks(h, strip), gz),
-            (bt, 1, 1),
-            (x, out, _i32(n), _i32(h), _i32(w), _i32(c), _i32(ksize), code, _i32(strip))
-            + point,
-            shared_mem=bt * per_thread,
-        )
+        args = dims + (code,)
+    elif cfg["path"] == "hist":
+        kern = _function(ctx, "median.cu", _hist_name(dtype, fuse))
+        args = dims + (_i32(ksize), code, _i32(cfg["strip"]))
     else:
-        bx, by = 16, 8
         kern = _function(ctx, "median.cu", _select_name(dtype, fuse))
-        kern(
-            (blocks(w, bx), blocks(h, by), gz),
-            (bx, by, 1),
-            (x, out, _i32(n), _i32(h), _i32(w), _i32(c), _i32(ksize), code) + point,
-            shared_mem=16 * bx * by * 4,
-        )
+        args = dims + (_i32(ksize), code)
+    kern(cfg["grid"], cfg["block"], args + point, shared_mem=cfg["shared_mem"])
     return from_nhwc(out, img.ndim)
 
 
@@ -288,6 +327,45 @@ def _tile_shape(kx: int, ky: int, acc_size: int):
     return None
 
 
+# Threads per block of the two-pass fallback, and its grid.x cap (grid-stride beyond).
+_PASS_THREADS = 256
+_PASS_MAX_BLOCKS = 65535 * 4
+
+
+def gaussian_launch(shape, kx: int, ky: int, acc_size: int) -> dict:
+    """Launch configuration of the Gaussian of an (N, H, W, C) batch, from its shape alone.
+
+    Returns a dict with ``path`` ("tile" or "two_pass"), ``grid``, ``block`` and
+    ``shared_mem`` (the same configuration serves both 1-D passes of "two_pass").
+
+    Raises
+    ------
+    ValueError
+        When H, W, kx or ky exceed the kernels' 32-bit coordinates (before taps are built).
+    """
+    check_nhwc(shape)
+    for name, k in (("ksize (x)", kx), ("ksize (y)", ky)):
+        if int(k) > MAX_EXTENT:
+            raise ValueError(
+                f"{name} must be in [1, {MAX_EXTENT}] for the CUDA engine (32-bit kernel "
+                f"coordinates); got {k}"
+            )
+    n, h, w, c = (int(v) for v in shape)
+    tile = _tile_shape(kx, ky, acc_size)
+    if tile is not None:
+        bx, by, smem = tile
+        cfg = dict(path="tile", grid=(blocks(w, bx), min(blocks(h, by), _GRID_Y),
+                                      min(n * c, _GRID_Z)),
+                   block=(bx, by, 1), shared_mem=smem)
+    else:
+        size = n * h * w * c
+        cfg = dict(path="two_pass",
+                   grid=(min(blocks(size, _PASS_THREADS), _PASS_MAX_BLOCKS), 1, 1),
+                   block=(_PASS_THREADS, 1, 1), shared_mem=0)
+    cfg["grid"] = check_grid(cfg["grid"], "gaussian_filter")
+    return cfg
+
+
 def gaussian_filter(
     ctx, img, kx: int, ky: int, sx: float, sy: float, border: str, *, lut=None, gamma=None,
     gain=1.0
@@ -297,37 +375,32 @@ def gaussian_filter(
     With ``lut`` or ``gamma``/``gain``, the point operation is fused into the store (see the
     module docstring): the result equals ``apply_lut``/``gamma_correct`` of the filtered image.
     """
+    dtype = np.dtype(img.dtype)
+    acc_dtype = _ACC_DTYPE[dtype]
+    cfg = gaussian_launch(to_nhwc(img).shape, kx, ky, acc_dtype.itemsize)  # before any work
     x, out = _prepare(ctx, img)
     n, h, w, c = x.shape
-    dtype = np.dtype(x.dtype)
     fuse, point = _point(ctx, x, lut, gamma, gain)
-    acc_dtype = _ACC_DTYPE[dtype]
     taps_x = _taps(ctx, kx, sx, dtype)
     taps_y = _taps(ctx, ky, sy, dtype)
     code = _i32(BORDER_CODES[border])
-    shape = _tile_shape(kx, ky, acc_dtype.itemsize)
-    if shape is not None:
-        bx, by, smem = shape
+    dims = (_i32(n), _i32(h), _i32(w), _i32(c))
+    if cfg["path"] == "tile":
         kern = _function(ctx, "gaussian.cu", _tile_name(dtype, fuse))
         kern(
-            (blocks(w, bx), blocks(h, by), min(n * c, _GRID_Z)),
-            (bx, by, 1),
-            (x, out, taps_x, taps_y, _i32(n), _i32(h), _i32(w), _i32(c), _i32(kx), _i32(ky),
-             code) + point,
-            shared_mem=smem,
+            cfg["grid"], cfg["block"],
+            (x, out, taps_x, taps_y) + dims + (_i32(kx), _i32(ky), code) + point,
+            shared_mem=cfg["shared_mem"],
         )
         return from_nhwc(out, img.ndim)
     # Kernel too large for a shared tile: two 1-D passes through an Acc buffer.
     mid = ctx.xp.empty(x.shape, dtype=acc_dtype)
     horizontal, vertical = _pass_names(dtype, fuse)
-    threads = 256
-    grid = (min(blocks(x.size, threads), 65535 * 4), 1, 1)
-    dims = (_i32(n), _i32(h), _i32(w), _i32(c))
     unfused = (taps_x, _i32(1), np.float32(1.0), np.float32(1.0))  # the table is not read
     _function(ctx, "gaussian.cu", horizontal)(
-        grid, (threads, 1, 1), (x, mid, taps_x) + dims + (_i32(kx), _i32(0), code) + unfused
+        cfg["grid"], cfg["block"], (x, mid, taps_x) + dims + (_i32(kx), _i32(0), code) + unfused
     )
     _function(ctx, "gaussian.cu", vertical)(
-        grid, (threads, 1, 1), (mid, out, taps_y) + dims + (_i32(ky), _i32(1), code) + point
+        cfg["grid"], cfg["block"], (mid, out, taps_y) + dims + (_i32(ky), _i32(1), code) + point
     )
     return from_nhwc(out, img.ndim)

@@ -9,6 +9,10 @@ the host reads the last ``2*CHECK_EVERY`` losses for the plateau test (step-size
 and early stopping). Before the loop the
 (C, k*k+1, k*k+1) feature moments are read back once to build the whitening preconditioner on
 the host (the same NumPy code as the CPU engine), and the patch positions are uploaded once.
+These two reads are the only device-to-host transfers of the op.
+
+Limits (:func:`check_limits`, checked before any work): at most 65535 channels and 2^31 - 1
+patches per batch (the gradient kernel's grid is (batch, C)); offsets are 64-bit.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from .._cpu import local as _ref
 from .._image import dtype_max
-from ._common import blocks, ctype
+from ._common import GRID_X_MAX, GRID_YZ_MAX, INT32_MAX, blocks, check_grid, ctype
 
 KSIZES = (1, 3, 5, 7)
 _DTYPES = ("gpuenhance_u8", "gpuenhance_u16", "float")
@@ -35,6 +39,26 @@ HOT_KERNELS = (
     "gpuenhance_patch_sgd_adam<3>",
     "gpuenhance_patch_sgd_adam<5>",
 )
+
+
+def check_limits(shape3, batch: int, steps: int) -> None:
+    """Refuse, before any work, what the kernels' launch shapes and int arguments cannot take.
+
+    The gradient kernel runs one block per (patch, channel) on grid (batch, C), so C is at most
+    65535 (grid.y) and batch at most 2^31 - 1 (grid.x); H, W and steps are passed as ``int``.
+    Offsets inside the kernels are 64-bit.
+    """
+    H, W, C = (int(v) for v in shape3)
+    for what, value, limit in (("img channels (C)", C, GRID_YZ_MAX),
+                               ("batch", batch, GRID_X_MAX),
+                               ("img height (H)", H, INT32_MAX),
+                               ("img width (W)", W, INT32_MAX),
+                               ("steps", steps, INT32_MAX)):
+        if int(value) > limit:
+            raise ValueError(
+                f"{what} must be at most {limit} for the CUDA engine of enhance_roi (CUDA "
+                f"launch limits / 32-bit kernel arguments); got {value}"
+            )
 
 
 def _host(a):
@@ -69,6 +93,7 @@ def enhance_roi(ctx, img, roi, target, ksize, amount, patch, batch, steps, lr, t
     xp = ctx.xp
     img3 = img if img.ndim == 3 else img[:, :, None]
     H, W, C = (int(s) for s in img3.shape)
+    check_limits((H, W, C), batch, steps)
     x0, y0, w, h = roi
     r = ksize // 2
     k2 = ksize * ksize
@@ -143,7 +168,7 @@ def enhance_roi(ctx, img, roi, target, ksize, amount, patch, batch, steps, lr, t
     out = xp.array(img, order="C", copy=True)
     total = h * w * C
     k_apply(
-        (blocks(total, THREADS),), (THREADS,),
+        check_grid((blocks(total, THREADS),), "enhance_roi"), (THREADS,),
         (region, params, out, np.int32(x0), np.int32(y0), np.int32(w), np.int32(h),
          np.int32(W), np.int32(C), f32(dtype_max(img.dtype))),
     )

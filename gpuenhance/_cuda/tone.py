@@ -7,7 +7,12 @@ The image is processed as one flat contiguous array: 16-byte vector loads/stores
 first 16-byte-aligned element on, scalar head and tail. The head is computed here from the
 pointers (``data.ptr`` for CuPy, ``ctypes.data`` for NumPy); when source and destination
 cannot both be aligned the whole array takes the scalar path. uint8 tables live in shared
-memory (up to 192 channels, 48 KiB), uint16 tables are read through ``__ldg``.
+memory (a shared table always, per-channel tables up to 192 channels, 48 KiB), uint16 tables
+and wider uint8 per-channel tables are read through ``__ldg``.
+
+Indices are 64-bit and the grid is capped at ``_MAX_BLOCKS`` (grid-stride loops), so any
+array size works; the channel count is passed as ``int`` (at most 2^31 - 1, far beyond any
+image).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ KERNELS = {
     "lut.cu": (
         _lut_name(np.uint8, False, True),
         _lut_name(np.uint8, True, True),
-        _lut_name(np.uint8, False, False),
+        # (uint8, shared table, global memory) is never chosen: 256 bytes always fit shared
+        # memory, so it is not instantiated.
         _lut_name(np.uint8, True, False),
         _lut_name(np.uint16, False, False),
         _lut_name(np.uint16, True, False),
@@ -86,7 +92,7 @@ def apply_lut(ctx, img, lut):
     per_channel = table.ndim == 2 and table.shape[1] > 1
     entries = 256 if dtype == np.uint8 else 65536
     smem_bytes = entries * (channels if per_channel else 1) * dtype.itemsize
-    smem = dtype == np.uint8 and smem_bytes <= _SMEM_LIMIT
+    smem = dtype == np.uint8 and (not per_channel or smem_bytes <= _SMEM_LIMIT)
     n = int(x.size)
     kern = _function(ctx, _lut_name(dtype, per_channel, smem))
     kern(
