@@ -226,6 +226,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-cap-s", type=float, default=_runner.DEFAULT_CPU_CAP_S,
                     help="skip a CPU call estimated to take longer than this many seconds")
     ap.add_argument("--no-quality", action="store_true", help="skip the restoration-quality table")
+    ap.add_argument("--no-throughput", action="store_true",
+                    help="skip the end-to-end file throughput section (bench/throughput.py)")
+    ap.add_argument("--throughput-n", type=int, default=None,
+                    help="images in the throughput folder (default 1000 at 1080p; smoke 6 tiny)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed suites")
     args = ap.parse_args(argv)
 
@@ -253,6 +257,16 @@ def main(argv=None) -> int:
         print("quality table ...")
         q = quality.run(smoke=args.smoke, log=print)
 
+    tp: dict = {}
+    if not args.no_throughput:
+        from . import throughput
+
+        print("end-to-end throughput ...")
+        try:
+            tp = throughput.run(smoke=args.smoke, n=args.throughput_n, log=print)
+        except Exception as exc:  # noqa: BLE001 - the section says what went wrong
+            tp = {"status": "error", "note": f"{type(exc).__name__}: {exc}"}
+
     png, plot_note = plots(rows, out_dir, stem)
     doc = {
         "schema": 1,
@@ -266,6 +280,7 @@ def main(argv=None) -> int:
                      "rotation_min_bytes": _timing.ROTATION_MIN_BYTES},
         "rows": rows,
         "quality": q,
+        "throughput": tp,
         "plots": png,
         "plot_note": plot_note,
         "wall_s": time.perf_counter() - t_start,
@@ -291,6 +306,10 @@ def main(argv=None) -> int:
         md.append(f"- {plot_note}")
     md.append(speed_markdown(rows))
     md.append(quality_markdown(q))
+    if tp:
+        from .throughput import markdown as throughput_markdown
+
+        md.append(throughput_markdown(tp))
     md_path = out_dir / f"{stem}.md"
     md_path.write_text("\n".join(md) + "\n")
     print(f"wrote {json_path}\nwrote {md_path}" + "".join(f"\nwrote {p}" for p in png))
