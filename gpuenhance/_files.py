@@ -192,6 +192,16 @@ def _same_file(a: Path, b: Path) -> bool:
 # --------------------------------------------------------------------------- processing
 
 
+def default_batch_size(engine: str) -> int:
+    """Images per call when the caller gives none: 8 on CUDA (one launch per batch), else 1.
+
+    The CPU engine filters the images of a batch one after another, so stacking only adds
+    copies and cache misses (1080p, median 3 | Gaussian 1.2 | gamma, 2 cores: 18.7 images/s
+    at 1 against 12.6 at 8).
+    """
+    return 8 if engine == "cuda" else 1
+
+
 def _make_runner(func, engine: str, tile):
     """The batch runner of a run: staged on CUDA (whole images), synchronous otherwise."""
     from .pipeline import Pipeline
@@ -231,7 +241,7 @@ def process_files(
     pairs,
     *,
     engine: str,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int = 1,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     tile=None,
@@ -272,6 +282,7 @@ def process_files(
         if on_written is not None:
             on_written(src, out, stat)
 
+    batch_size = default_batch_size(engine) if batch_size is None else batch_size
     runner = _make_runner(func, engine, tile)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io")
     groups: dict[tuple, list] = {}  # (shape, dtype) -> [(src, out, img, stat)] awaiting a batch
@@ -478,7 +489,7 @@ def run_files(
     out_dir,
     *,
     backend=None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: Callable[[int], Any] | None = None,
@@ -495,7 +506,8 @@ def run_files(
     from .pipeline import Pipeline
 
     start = time.perf_counter()
-    batch_size = _validate.integer(batch_size, "batch_size", low=1)
+    if batch_size is not None:
+        batch_size = _validate.integer(batch_size, "batch_size", low=1)
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
     workers = _validate.integer(workers, "workers", low=1)

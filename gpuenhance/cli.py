@@ -69,7 +69,7 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
 
 
-def _add_engine_options(p: argparse.ArgumentParser, *, batch_default: int = 8) -> None:
+def _add_engine_options(p: argparse.ArgumentParser, *, batch_default: int | None = 8) -> None:
     p.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,
@@ -79,7 +79,8 @@ def _add_engine_options(p: argparse.ArgumentParser, *, batch_default: int = 8) -
     )
     p.add_argument(
         "--batch-size", type=_positive_int, default=batch_default, metavar="N",
-        help="images per batch call (default: %(default)s)",
+        help="images per batch call (default: "
+        + ("8 on CUDA, 1 on the CPU" if batch_default is None else "%(default)s") + ")",
     )
 
 
@@ -440,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='stages separated by "|", e.g. "median:ksize=3 | gaussian:sigma=1.2 | '
         'gamma:gamma=0.8" (default: %(default)s)',
     )
-    _add_engine_options(run)
+    _add_engine_options(run, batch_default=None)
     _add_file_options(run)
     run.add_argument(
         "--max-tile", type=_max_tile, default=None, metavar="N|HxW",
@@ -490,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
     apply.add_argument("--filter", required=True, metavar="FILTER", help="filter file (.npz)")
     apply.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
-    _add_engine_options(apply)
+    _add_engine_options(apply, batch_default=None)
     _add_file_options(apply)
     apply.set_defaults(handler=_cmd_restore_apply)
 

@@ -338,7 +338,7 @@ def run_files(
     *,
     scheduler="local",
     backend=None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     files_per_task: int | None = None,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -377,7 +377,7 @@ def run_files(
     batch_size : int, optional
         Most images per pipeline call, as for :meth:`Pipeline.run_files`.
     files_per_task : int, optional
-        Files per task (default *batch_size*).
+        Files per task (default *batch_size*, or 8 when that is not given).
     workers : int, optional
         Decode/encode threads inside each task (default 1: parallelism comes from the
         cluster's workers).
@@ -453,10 +453,12 @@ def run_files(
             f"got {type(pipeline).__name__}"
         )
     label = default_label if label is None else str(label)
-    batch_size = _validate.integer(batch_size, "batch_size", low=1)
-    files_per_task = batch_size if files_per_task is None else _validate.integer(
-        files_per_task, "files_per_task", low=1
-    )
+    if batch_size is not None:
+        batch_size = _validate.integer(batch_size, "batch_size", low=1)
+    if files_per_task is None:
+        files_per_task = 8 if batch_size is None else batch_size
+    else:
+        files_per_task = _validate.integer(files_per_task, "files_per_task", low=1)
     if workers is not None:
         workers = _validate.integer(workers, "workers", low=1)
     if max_pixels is not None:

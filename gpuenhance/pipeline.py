@@ -429,7 +429,7 @@ class Pipeline:
         out_dir,
         *,
         backend=None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         workers: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         progress: Callable[[int], Any] | None = None,
@@ -448,7 +448,8 @@ class Pipeline:
         backend : {None, "auto", "cpu", "cuda", "cuda-emulated"}, optional
             None/``"auto"`` picks ``"cuda"`` when a GPU works here and ``"cpu"`` otherwise.
         batch_size : int, optional
-            Most images per batch call (images of one shape and dtype are stacked).
+            Most images per batch call (images of one shape and dtype are stacked); default
+            8 on the CUDA engine and 1 on the CPU engine, where stacking only adds copies.
         workers : int, optional
             Decode/encode threads; default ``min(8, os.cpu_count())``.
         max_pixels : int or None, optional

@@ -5,6 +5,8 @@ Arguments arrive validated by :mod:`gpuenhance.tone`.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -37,12 +39,19 @@ def gamma_table(dtype, gamma: float, gain: float) -> np.ndarray:
 
     Computed in float64, rounded half to even, saturated to [0, max], cast to *dtype*
     (uint8: 256 entries, uint16: 65536). The CUDA engine builds its table with this function.
+    Memoized (batch runs call it once per image); the returned array is read-only.
     """
-    dtype = np.dtype(dtype)
+    return _gamma_table(np.dtype(dtype), float(gamma), float(gain))
+
+
+@functools.lru_cache(maxsize=64)
+def _gamma_table(dtype: np.dtype, gamma: float, gain: float) -> np.ndarray:
     top = float(np.iinfo(dtype).max)
     x = np.arange(int(top) + 1, dtype=np.float64) / top
     y = gain * np.power(x, gamma) * top
-    return np.clip(np.rint(y), 0.0, top).astype(dtype)
+    table = np.clip(np.rint(y), 0.0, top).astype(dtype)
+    table.flags.writeable = False
+    return table
 
 
 def gamma_correct(img, gamma: float, gain: float):

@@ -21,6 +21,7 @@ import functools
 
 import numpy as np
 
+from .._cpu.tone import gamma_table
 from .._image import from_nhwc, to_nhwc
 from ._common import blocks, ctype
 
@@ -104,21 +105,11 @@ def apply_lut(ctx, img, lut):
     return from_nhwc(out, img.ndim)
 
 
-def _host_gamma_table(dtype, gamma: float, gain: float) -> np.ndarray:
-    try:
-        from .._cpu.tone import gamma_table
-    except ImportError:  # pragma: no cover - only before the CPU engine existed
-        top = float(np.iinfo(dtype).max)
-        levels = np.arange(int(top) + 1, dtype=np.float64) / top
-        return np.clip(np.rint(gain * levels**gamma * top), 0.0, top).astype(dtype)
-    return gamma_table(dtype, gamma, gain)
-
-
 @functools.lru_cache(maxsize=64)
 def _gamma_table_cached(engine: str, device, dtype_name: str, gamma: float, gain: float):
     from ._loader import get_context
 
-    table = _host_gamma_table(np.dtype(dtype_name), gamma, gain)
+    table = gamma_table(np.dtype(dtype_name), gamma, gain)
     return get_context(engine).xp.asarray(table)
 
 
