@@ -34,6 +34,19 @@ def _pad(img_hwc: np.ndarray, r: int, border: str) -> np.ndarray:
     return np.pad(img_hwc, ((r, r), (r, r), (0, 0)), mode=_NP_PAD[border])
 
 
+def _plane(img_hwc: np.ndarray) -> np.ndarray:
+    """An (H, W, C) image as OpenCV takes it: (H, W) for one channel, else as it is."""
+    return img_hwc[:, :, 0] if img_hwc.shape[2] == 1 else img_hwc
+
+
+def _store(dst_hwc: np.ndarray, call) -> None:
+    """``call(dst)`` with OpenCV writing into *dst_hwc* itself; copied only if it could not."""
+    dst = _plane(dst_hwc)
+    res = call(dst)
+    if not np.may_share_memory(res, dst):  # bounds only: cheap
+        dst[...] = res.reshape(dst.shape)
+
+
 def _cv_median_ok(dtype: np.dtype, ksize: int, channels: int) -> bool:
     """Whether cv2.medianBlur computes this case (per channel when ``channels`` is 1)."""
     if channels not in (1, 3, 4):
@@ -51,7 +64,7 @@ def _median_cv(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
     """
     h, w, c = img_hwc.shape
     if border == "replicate":  # medianBlur's own border: no padding needed
-        src = np.ascontiguousarray(img_hwc[:, :, 0] if c == 1 else img_hwc)
+        src = np.ascontiguousarray(_plane(img_hwc))
         return cv2.medianBlur(src, ksize).reshape(h, w, c)
     r = ksize // 2
     padded = _pad(img_hwc, r, border)
@@ -89,9 +102,15 @@ def median_filter(img, ksize: int, border: str):
     out = np.empty((n, h, w, c), dtype=x.dtype)
     dtype = np.dtype(x.dtype)
     whole = _cv_median_ok(dtype, ksize, c)
+    if whole and n == 1:  # one OpenCV call: hand its result back without another copy
+        res = np.ascontiguousarray(_median_cv(x[0], ksize, border))
+        return from_nhwc(res[None], img.ndim)
     per_channel = not whole and _cv_median_ok(dtype, ksize, 1)
     for i in range(n):
-        if whole:
+        if whole and border == "replicate":
+            src = np.ascontiguousarray(_plane(x[i]))
+            _store(out[i], lambda dst: cv2.medianBlur(src, ksize, dst=dst))
+        elif whole:
             out[i] = _median_cv(x[i], ksize, border)
         elif per_channel:
             for ch in range(c):
@@ -108,15 +127,22 @@ def gaussian_filter(img, kx: int, ky: int, sx: float, sy: float, border: str):
     """
     x = to_nhwc(img)
     n, h, w, c = x.shape
-    out = np.empty((n, h, w, c), dtype=x.dtype)
     # ISOLATED: never read outside the array, and OpenCV's bit-exact 8/16-bit path always.
     flag = _CV_BORDER[border] | cv2.BORDER_ISOLATED
+    if n == 1 and c <= 4:  # one OpenCV call: hand its result back without another copy
+        part = np.ascontiguousarray(_plane(x[0]))
+        res = cv2.GaussianBlur(part, (kx, ky), sx, sigmaY=sy, borderType=flag)
+        return from_nhwc(res.reshape(1, h, w, c), img.ndim)
+    out = np.empty((n, h, w, c), dtype=x.dtype)
     for i in range(n):
+        if c <= 4:
+            src = np.ascontiguousarray(_plane(x[i]))
+            _store(out[i], lambda dst: cv2.GaussianBlur(
+                src, (kx, ky), sx, sigmaY=sy, borderType=flag, dst=dst))
+            continue
         for c0 in range(0, c, 4):  # OpenCV's native channel counts
             c1 = min(c, c0 + 4)
-            part = np.ascontiguousarray(x[i, :, :, c0:c1])
-            if c1 - c0 == 1:
-                part = part[:, :, 0]
+            part = np.ascontiguousarray(_plane(x[i, :, :, c0:c1]))
             res = cv2.GaussianBlur(part, (kx, ky), sx, sigmaY=sy, borderType=flag)
             out[i, :, :, c0:c1] = res.reshape(h, w, c1 - c0)
     return from_nhwc(out, img.ndim)
