@@ -113,8 +113,10 @@ def gamma_correct(img, gamma, *, gain=1.0, backend=None):
     Integer images go through a table built on the host in float64
     (``gain * (i / max) ** gamma * max``), rounded half to even and saturated to the dtype's
     range, so every engine gives identical results. Float32 images are computed directly in
-    float32 (``powf``): no clipping, NaN propagates, negative inputs give NaN for a
-    non-integer gamma; engines agree to a relative 1e-6.
+    float32: the value is clipped to [0, 1] first (the domain the integer path has by
+    construction, so a negative input gives ``0`` rather than NaN and values above 1 give
+    ``gain``), then ``gain * powf(x, gamma)``; NaN stays NaN (the file runner refuses images
+    holding NaN); engines agree to a relative 1e-6.
 
     Examples
     --------
@@ -124,6 +126,8 @@ def gamma_correct(img, gamma, *, gain=1.0, backend=None):
     array([[  0, 128, 255]], dtype=uint8)
     >>> gamma_correct(np.array([0.25, 1.0], dtype=np.float32).reshape(1, 2), 2.0, gain=2.0)
     array([[0.125, 2.   ]], dtype=float32)
+    >>> gamma_correct(np.array([[-0.5, 0.25, 3.0]], dtype=np.float32), 0.5)
+    array([[0. , 0.5, 1. ]], dtype=float32)
     """
     _validate.image(img, "img")
     gamma = _validate.real(gamma, "gamma", low=0.0, low_open=True)

@@ -80,13 +80,20 @@ __device__ __forceinline__ void gpuenhance_sort2(T& a, T& b) {
     b = hi;
 }
 
+// Float gamma: gain * x^gamma with x clipped to [0, 1] first. Comparisons (not fminf/fmaxf)
+// so that NaN stays NaN, as numpy.clip keeps it on the CPU engine.
+__device__ __forceinline__ float gpuenhance_gamma(float v, float gamma, float gain) {
+    const float x = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+    return gain * powf(x, gamma);
+}
+
 // The point operation a filter kernel may fuse into its store (template flag FUSE), so that
 // "filter, then LUT/gamma" is one pass over memory and equals the two stages one by one:
 //   FUSE = 0  none; lut, lut_channels, gamma and gain are not read.
 //   FUSE = 1  lookup table (uint8/uint16) on the rounded, saturated value:
 //             out = lut[v * lut_channels + c], c = 0 for a shared table (lut_channels = 1),
 //             the channel for an (entries, C) table.
-//   FUSE = 2  gamma (float32 only): out = gain * powf(v, gamma), the expression of
+//   FUSE = 2  gamma (float32 only): gpuenhance_gamma(v, gamma, gain), the expression of
 //             gpuenhance_gamma_f32 (kernels/lut.cu).
 template <typename T, int FUSE>
 __device__ __forceinline__ T gpuenhance_point(T v, const T* __restrict__ lut, int lut_channels,
@@ -94,7 +101,7 @@ __device__ __forceinline__ T gpuenhance_point(T v, const T* __restrict__ lut, in
     if constexpr (FUSE == 1) {
         return __ldg(lut + ((gpuenhance_i64)v * lut_channels + (lut_channels > 1 ? c : 0)));
     } else if constexpr (FUSE == 2) {
-        return gain * powf(v, gamma);
+        return gpuenhance_gamma(v, gamma, gain);
     } else {
         return v;
     }

@@ -83,24 +83,26 @@ __global__ void gpuenhance_lut(const T* __restrict__ src, T* __restrict__ dst,
     }
 }
 
-// out = gain * x^gamma on float32 (NaN propagates); same head/vector/tail split (float4).
+// out = gain * x^gamma on float32, x clipped to [0, 1] first (NaN propagates); same
+// head/vector/tail split (float4). The expression is gpuenhance_gamma (common.cuh).
 __global__ void gpuenhance_gamma_f32(const float* __restrict__ src, float* __restrict__ dst,
                                      gpuenhance_i64 n, gpuenhance_i64 head, float gamma,
                                      float gain) {
     const gpuenhance_i64 step = (gpuenhance_i64)gridDim.x * blockDim.x;
     const gpuenhance_i64 t = (gpuenhance_i64)blockIdx.x * blockDim.x + threadIdx.x;
-    for (gpuenhance_i64 i = t; i < head; i += step) dst[i] = gain * powf(src[i], gamma);
+    for (gpuenhance_i64 i = t; i < head; i += step)
+        dst[i] = gpuenhance_gamma(src[i], gamma, gain);
     const gpuenhance_i64 nvec = (n - head) / 4;
     for (gpuenhance_i64 k = t; k < nvec; k += step) {
         const gpuenhance_i64 at = head + k * 4;
         const float4 in = *reinterpret_cast<const float4*>(src + at);
         float4 out;
-        out.x = gain * powf(in.x, gamma);
-        out.y = gain * powf(in.y, gamma);
-        out.z = gain * powf(in.z, gamma);
-        out.w = gain * powf(in.w, gamma);
+        out.x = gpuenhance_gamma(in.x, gamma, gain);
+        out.y = gpuenhance_gamma(in.y, gamma, gain);
+        out.z = gpuenhance_gamma(in.z, gamma, gain);
+        out.w = gpuenhance_gamma(in.w, gamma, gain);
         *reinterpret_cast<float4*>(dst + at) = out;
     }
     for (gpuenhance_i64 i = head + nvec * 4 + t; i < n; i += step)
-        dst[i] = gain * powf(src[i], gamma);
+        dst[i] = gpuenhance_gamma(src[i], gamma, gain);
 }

@@ -203,7 +203,8 @@ def test_median_clamped_grid_strides_fused(ctx, rng, monkeypatch, dtype):
     else:
         img = np.abs(img)
         got = filters.median_filter(ctx, img, 3, "replicate", gamma=0.5, gain=1.0)
-        want = np.power(median_oracle(img, 3, "replicate"), np.float32(0.5))
+        med = np.clip(median_oracle(img, 3, "replicate"), 0, 1)  # gamma's float domain
+        want = np.power(med, np.float32(0.5))
         np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
 
 

@@ -75,7 +75,7 @@ def launches(ctx, monkeypatch):
 def _random(rng, shape, dtype):
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        # mostly in [0, 1.5), some negatives (powf gives NaN: must match bit for bit too)
+        # mostly in [0, 1.5), some negatives (clipped before the power: bit for bit too)
         return (rng.random(shape) * 1.6 - 0.1).astype(dtype)
     return rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=np.int64).astype(dtype)
 

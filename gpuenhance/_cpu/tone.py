@@ -55,10 +55,12 @@ def _gamma_table(dtype: np.dtype, gamma: float, gain: float) -> np.ndarray:
 
 
 def gamma_correct(img, gamma: float, gain: float):
-    """``gain * img ** gamma`` on the normalised range; integers through :func:`gamma_table`."""
+    """``gain * img ** gamma`` on the normalised range; integers through :func:`gamma_table`,
+    floats clipped to [0, 1] first (NaN stays NaN)."""
     if np.dtype(img.dtype).kind == "u":
         return apply_lut(img, gamma_table(img.dtype, gamma, gain))
-    out = np.power(img, np.float32(gamma), dtype=np.float32)
+    out = np.clip(img, np.float32(0.0), np.float32(1.0), dtype=np.float32)
+    np.power(out, np.float32(gamma), out=out)
     if gain != 1.0:
         out *= np.float32(gain)
     return out
