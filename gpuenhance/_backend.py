@@ -185,6 +185,17 @@ def resolve(*arrays, backend: str | None = None) -> Engine:
     return Engine(name=name, input_on_gpu=on_gpu)
 
 
+def _cupy_version() -> str | None:
+    """CuPy's version where a CuPy distribution is installed (importable or not), else None."""
+    from importlib import metadata
+
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name == "cupy" or name.startswith("cupy-cuda"):
+            return f"{dist.version} ({dist.metadata['Name']})"
+    return None
+
+
 def info() -> dict:
     """Versions, engines and GPUs this installation can use.
 
@@ -192,7 +203,8 @@ def info() -> dict:
     -------
     dict
         ``{"gpuenhance": ..., "python": ..., "numpy": ..., "opencv": ..., "cupy": ...,
-        "engines": {...}, "gpus": [...]}``; ``cupy`` is None when CuPy is not importable.
+        "engines": {...}, "gpus": [...]}``; ``cupy`` is CuPy's version when it is installed
+        (whether or not a driver works: ``engines["cuda"]`` says), None when it is not.
 
     Examples
     --------
@@ -216,11 +228,11 @@ def info() -> dict:
         "engines": {"cpu": "available"},
         "gpus": [],
     }
+    report["cupy"] = _cupy_version()
     problem = _cuda_problem()
     if problem is None:
         import cupy
 
-        report["cupy"] = cupy.__version__
         report["engines"]["cuda"] = "available"
         for i in range(cupy.cuda.runtime.getDeviceCount()):
             props = cupy.cuda.runtime.getDeviceProperties(i)

@@ -34,13 +34,26 @@ _TABLES = {
 _FIXED_BITS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
 
 
+#: Largest Gaussian window (taps per axis). Wider windows are refused: the tiled CUDA kernel and
+#: OpenCV both slow to a crawl (and OpenCV's float kernel table grows) long before a window of
+#: this size stops being a blur that a smaller, faster pyramid could do.
+KSIZE_MAX = 1023
+
+
+def sigma_max(dtype) -> float:
+    """The largest sigma whose derived window fits :data:`KSIZE_MAX` for *dtype*."""
+    per_side = 3 if np.dtype(dtype) == np.uint8 else 4
+    return (KSIZE_MAX - 1) / (2 * per_side)
+
+
 def _one_ksize(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer or a pair of integers; got {value!r}")
     k = int(value)
-    if k < 0 or (k > 0 and k % 2 == 0):
+    if k < 0 or (k > 0 and k % 2 == 0) or k > KSIZE_MAX:
         raise ValueError(
-            f"{name} must be 0 (derive it from sigma) or an odd positive integer; got {k}"
+            f"{name} must be 0 (derive it from sigma) or an odd integer in [1, {KSIZE_MAX}]; "
+            f"got {k}"
         )
     return k
 
@@ -87,12 +100,21 @@ def resolve(ksize, sigma, sigma_y, dtype) -> tuple[int, int, float, float]:
     TypeError
         For a non-integer size or a non-real sigma.
     ValueError
-        For an even or negative size, a negative or non-finite sigma, or a size of 0 with a
+        For an even or negative size or one over :data:`KSIZE_MAX`, a negative or non-finite
+        sigma or one whose derived size would pass :data:`KSIZE_MAX`, or a size of 0 with a
         sigma of 0 on the same axis.
     """
     kx, ky = _ksize_pair(ksize)
     sx = _validate.real(sigma, "sigma", low=0.0)
     sy = sx if sigma_y is None else _validate.real(sigma_y, "sigma_y", low=0.0)
+    top = sigma_max(dtype)
+    for k, s, name in ((kx, sx, "sigma"), (ky, sy, "sigma_y")):
+        if k == 0 and s > top:
+            raise ValueError(
+                f"{name} must be <= {top:g} for {np.dtype(dtype).name} images (the window it "
+                f"implies, round({2 * (3 if np.dtype(dtype) == np.uint8 else 4)}*sigma + 1), is "
+                f"limited to {KSIZE_MAX} taps); got {s:g}"
+            )
     if sy == 0.0:
         sy = sx
     if kx == 0:

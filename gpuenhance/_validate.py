@@ -42,10 +42,15 @@ def image(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
         )
     if img.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {tuple(img.shape)}")
-    if np.dtype(img.dtype) not in tuple(np.dtype(d) for d in dtypes):
-        raise TypeError(
-            f"{name} dtype must be one of {_dtype_names(dtypes)}; got {np.dtype(img.dtype).name}"
-        )
+    dtype = np.dtype(img.dtype)
+    if dtype not in tuple(np.dtype(d) for d in dtypes):
+        if dtype.newbyteorder("=") in tuple(np.dtype(d) for d in dtypes):
+            raise TypeError(
+                f"{name} must be in native byte order; got {dtype.name} stored "
+                f"{'big' if dtype.byteorder == '>' else 'little'}-endian ({dtype.str!r}): "
+                f"convert it with {name}.astype({dtype.name!r})"
+            )
+        raise TypeError(f"{name} dtype must be one of {_dtype_names(dtypes)}; got {dtype.name}")
 
 
 def integer(value, name: str, *, low: int | None = None, high: int | None = None) -> int:

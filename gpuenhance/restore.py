@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 
 import numpy as np
 
@@ -391,8 +392,31 @@ class LMSRestorer:
         Returns
         -------
         LMSRestorer
+
+        Raises
+        ------
+        ValueError
+            When *path* is not a filter file written by :meth:`save` (another kind of file, a
+            truncated archive, missing fields) or holds another format version.
         """
-        with np.load(os.fspath(path), allow_pickle=False) as data:
+        path = os.fspath(path)
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                raise ValueError(
+                    f"{path!r} is not an LMSRestorer filter file (an .npz archive written by "
+                    f"LMSRestorer.save or 'gpuenhance restore fit'): it is corrupt or another "
+                    f"kind of file"
+                )
+        try:
+            return cls._load_npz(path, backend)
+        except (KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(
+                f"{path!r} is not a complete LMSRestorer filter file: {type(exc).__name__}: {exc}"
+            ) from None
+
+    @classmethod
+    def _load_npz(cls, path, backend):
+        with np.load(path, allow_pickle=False) as data:
             version = int(data["version"])
             if version != _FORMAT_VERSION:
                 raise ValueError(f"path holds an LMSRestorer of format {version}; "
