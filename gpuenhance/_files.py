@@ -6,9 +6,11 @@ Two layers:
   and returns one :class:`FileResult` per pair. It touches nothing but those files, so a Dask
   task (:mod:`gpuenhance.dask`) can run it on its share of a run.
 - :func:`run_files` is a whole run into one output folder (what
-  :meth:`gpuenhance.Pipeline.run_files` calls): it finds the inputs, plans their outputs
-  (refusing unsafe ones), removes temporary files a killed run left, keeps the resume manifest
+  :meth:`gpuenhance.Pipeline.run_files` calls): :func:`prepare_run` checks the output folder,
+  finds the inputs and plans their outputs (refusing unsafe ones) before any work; then, holding
+  the folder's lock (:mod:`gpuenhance._outdir`), it keeps the resume manifest
   (:data:`MANIFEST_NAME`), calls :func:`process_files` and returns a :class:`RunReport`.
+  The Dask runner (:func:`gpuenhance.dask.run_files`) shares :func:`prepare_run` and the lock.
 
 :class:`RunReport`, :func:`run_files` and :data:`MANIFEST_NAME` are re-exported by
 :mod:`gpuenhance.pipeline`.
@@ -19,9 +21,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import threading
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,10 +32,26 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import _backend, _staging, _tiles, _validate
-from .io import DEFAULT_MAX_PIXELS, ImageReadError, find_images, read_image, write_image
+from . import _backend, _outdir, _staging, _tiles, _validate
+from .io import (
+    DEFAULT_MAX_PIXELS,
+    SUPPORTED_EXTENSIONS,
+    ImageReadError,
+    find_images,
+    read_image_with_metadata,
+    write_bytes_atomically,
+    write_image_keeping,
+)
 
-__all__ = ["MANIFEST_NAME", "FileResult", "RunReport", "process_files", "run_files"]
+__all__ = [
+    "MANIFEST_NAME",
+    "FileResult",
+    "NoImagesError",
+    "RunReport",
+    "prepare_run",
+    "process_files",
+    "run_files",
+]
 
 
 # --------------------------------------------------------------------------- reports
@@ -62,6 +80,15 @@ class RunReport:
     skipped : int
         Inputs not processed again because ``resume=True`` found their output done (see
         :data:`MANIFEST_NAME`); they are neither in *outputs* nor in *processed*.
+    passed_over : dict
+        ``{extension: count}`` of files in the input folders not read for their extension.
+    encoding : dict
+        The encoder settings used (JPEG/WebP ``quality``, PNG ``png_compression``).
+    notes : list of (str, str)
+        ``(output path, note)`` for outputs written with a caveat, e.g. metadata that their
+        format could not hold.
+    json_path : str or None
+        Where :meth:`write_json` last wrote this report (not part of the JSON).
     """
 
     processed: int = 0
@@ -72,6 +99,10 @@ class RunReport:
     outputs: list = field(default_factory=list)
     pipeline: str = ""
     skipped: int = 0
+    passed_over: dict = field(default_factory=dict)
+    encoding: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    json_path: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,8 +115,10 @@ class RunReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        del d["json_path"]
         d["failures"] = [{"path": p, "reason": r} for p, r in self.failures]
         d["outputs"] = [{"input": i, "output": o} for i, o in self.outputs]
+        d["notes"] = [{"output": o, "note": n} for o, n in self.notes]
         d["megapixels_per_second"] = self.megapixels_per_second
         d["failed"] = len(self.failures)
         return d
@@ -94,7 +127,8 @@ class RunReport:
         """Write the report as JSON (atomically: temporary file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        write_bytes_atomically(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        self.json_path = str(path)
 
     def summary(self) -> str:
         """One line: images, megapixels per second, engine, failures (and skipped, if any)."""
@@ -115,6 +149,7 @@ class FileResult(NamedTuple):
     out: Any
     error: str | None  # why nothing was written for *src*; None when *out* was written
     megapixels: float = 0.0
+    note: str | None = None  # a caveat about a written *out* (metadata its format dropped)
 
 
 def add_results(report: RunReport, results) -> None:
@@ -124,24 +159,10 @@ def add_results(report: RunReport, results) -> None:
             report.processed += 1
             report.megapixels += r.megapixels
             report.outputs.append((str(r.src), str(r.out)))
+            if r.note:
+                report.notes.append((str(r.out), r.note))
         else:
             report.failures.append((str(r.src), r.error))
-
-
-def write_atomically(path: Path, data: bytes, *, fsync: bool = False, tag=None) -> None:
-    """Write *data* to ``.<name>.<tag>.tmp`` beside *path* (tag: the process id by default),
-    then rename it over *path*: readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid() if tag is None else tag}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- engine, outputs
@@ -245,6 +266,7 @@ def process_files(
     workers: int = 1,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     tile=None,
+    encode_params: dict | None = None,
     on_written: Callable[[Any, Any, os.stat_result], Any] | None = None,
     progress: Callable[[int], Any] | None = None,
 ) -> list[FileResult]:
@@ -254,8 +276,10 @@ def process_files(
     stacked into batches of at most *batch_size* for ``func(batch, backend=engine)`` (and
     ``max_tile=tile`` when *tile* is given; grayscale as one channel, RGBA on its RGB channels
     with alpha passed through); outputs are written with :func:`gpuenhance.io.write_image` on
-    the pool, each followed there by ``on_written(src, out, stat)`` (*stat*: the input's
-    ``os.stat`` taken before it was decoded). On the CUDA engine batches are staged
+    the pool (OpenCV ``imwrite`` flags per extension from *encode_params*; the input's EXIF and ICC profile carried over, pixels
+    upright), each followed there by ``on_written(src, out, stat)`` (*stat*: the input's
+    ``os.stat`` taken before it was decoded). A float image holding NaN is reported, not
+    processed. On the CUDA engine batches are staged
     (:mod:`gpuenhance._staging`); running out of device memory splits a batch and, for a
     :class:`~gpuenhance.Pipeline`, tiles a single image.
 
@@ -264,9 +288,10 @@ def process_files(
     ``progress(1)`` is called as each file finishes. Returns the results in that order.
     """
     results: list[FileResult] = []
+    encode_params = encode_params or {}
 
-    def finish(src, out, error: str | None, megapixels: float = 0.0):
-        results.append(FileResult(src, out, error, megapixels))
+    def finish(src, out, error: str | None, megapixels: float = 0.0, note=None):
+        results.append(FileResult(src, out, error, megapixels, note))
         if progress is not None:
             progress(1)
 
@@ -275,17 +300,30 @@ def process_files(
             stat = os.stat(src)  # before decoding: on_written describes what was read
         except OSError as exc:
             raise ImageReadError(src, exc.strerror or str(exc)) from exc
-        return read_image(src, max_pixels=max_pixels), stat
+        img, meta = read_image_with_metadata(src, max_pixels=max_pixels)
+        if img.dtype.kind == "f":
+            nan = int(np.count_nonzero(np.isnan(img)))
+            if nan:
+                raise ImageReadError(
+                    src, f"{nan} NaN values in the image; NaN is not a pixel value, so the "
+                    f"image is not processed"
+                )
+        return img, meta, stat
 
-    def write(img, src, out, stat):
-        write_image(out, img)
+    def write(img, src, out, stat, meta):
+        params = encode_params.get(os.path.splitext(str(out))[1].lower(), ())
+        dropped = write_image_keeping(out, img, params=params, metadata=meta)
         if on_written is not None:
             on_written(src, out, stat)
+        if dropped:
+            return (f"written without the input's {' and '.join(dropped)}: a {os.path.splitext(str(out))[1]} "
+                    f"file of {img.dtype} {'colour' if img.ndim == 3 else 'grey'} cannot hold them")
+        return None
 
     batch_size = default_batch_size(engine) if batch_size is None else batch_size
     runner = _make_runner(func, engine, tile)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io")
-    groups: dict[tuple, list] = {}  # (shape, dtype) -> [(src, out, img, stat)] awaiting a batch
+    groups: dict[tuple, list] = {}  # (shape, dtype) -> [(src, out, img, stat, meta)] to batch
     pending = 0  # images in *groups*
     writes: deque = deque()  # (src, out, megapixels, future), in submission order
 
@@ -296,11 +334,11 @@ def process_files(
                 writes.append((src, out, mp, fut))
                 continue
             try:
-                fut.result()
+                note = fut.result()
             except Exception as exc:  # noqa: BLE001 - any failure is reported per file
                 finish(src, out, f"cannot write {str(out)!r}: {exc}")
             else:
-                finish(src, out, None, mp)
+                finish(src, out, None, mp, note)
 
     def emit(finished):
         for (items, stack, alpha), result, error in finished:
@@ -310,21 +348,21 @@ def process_files(
                     f"expected {stack.shape} {stack.dtype}"
                 )
             if error is not None:
-                for src, out, _, _ in items:
+                for src, out, *_ in items:
                     finish(src, out, f"processing failed: {type(error).__name__}: {error}")
                 continue
             if alpha is not None:
                 result = np.concatenate([result, alpha], axis=-1)
-            for i, (src, out, img, stat) in enumerate(items):
+            for i, (src, out, img, stat, meta) in enumerate(items):
                 out_img = result[i][..., 0] if img.ndim == 2 else result[i]
                 mp = img.shape[0] * img.shape[1] / 1e6
-                writes.append((src, out, mp, pool.submit(write, out_img, src, out, stat)))
+                writes.append((src, out, mp, pool.submit(write, out_img, src, out, stat, meta)))
 
     def flush(key):
         nonlocal pending
         items = groups.pop(key)
         pending -= len(items)
-        stack = np.stack([img for _, _, img, _ in items])
+        stack = np.stack([img for _, _, img, *_ in items])
         if stack.ndim == 3:  # grayscale: (N, H, W) -> (N, H, W, 1)
             stack = stack[..., None]
         alpha = None
@@ -344,7 +382,7 @@ def process_files(
                 break
             src, out, fut = reads.popleft()
             try:
-                img, stat = fut.result()
+                img, meta, stat = fut.result()
             except ImageReadError as exc:
                 finish(src, out, exc.reason)
                 continue
@@ -352,7 +390,7 @@ def process_files(
                 finish(src, out, f"{type(exc).__name__}: {exc}")
                 continue
             key = (img.shape, img.dtype.str)
-            groups.setdefault(key, []).append((src, out, img, stat))
+            groups.setdefault(key, []).append((src, out, img, stat, meta))
             pending += 1
             if len(groups[key]) >= batch_size:
                 flush(key)
@@ -370,25 +408,6 @@ def process_files(
 
 #: The resume manifest in an output folder: one JSON line per finished output.
 MANIFEST_NAME = ".gpuenhance-manifest.jsonl"
-
-# Hidden temporary files of io.write_image (".<name>.<12 hex>.tmp") and of the report and
-# manifest rewrites (".<name>.<pid>.tmp"): what a killed run can leave behind.
-_TEMP_NAME = re.compile(r"^\..+\.(?:[0-9a-f]{12}|\d+)\.tmp$")
-
-
-def _remove_temp_files(out_dir: Path) -> int:
-    """Delete temporary files left in *out_dir* by a killed run; return how many."""
-    removed = 0
-    for root, _dirs, names in os.walk(out_dir):  # (nothing when out_dir is not a folder)
-        for name in names:
-            if _TEMP_NAME.match(name):
-                try:
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-    return removed
-
 
 class _Manifest:
     """``out_dir/.gpuenhance-manifest.jsonl``: what finished, for ``resume``.
@@ -455,7 +474,7 @@ class _Manifest:
 
     def start(self, keep: list[dict]) -> None:
         """Rewrite the manifest with *keep* only (atomically), then open it for appending."""
-        write_atomically(self.path, b"".join(self._line(e) for e in keep), fsync=True)
+        write_bytes_atomically(self.path, b"".join(self._line(e) for e in keep), fsync=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     @staticmethod
@@ -483,6 +502,70 @@ class _Manifest:
             self.fd = None
 
 
+class NoImagesError(FileNotFoundError):
+    """The inputs hold no image of a supported format; the message counts what was passed
+    over, by extension."""
+
+
+def prepare_run(inputs, out_dir, report: RunReport) -> list[tuple[Path, Path]]:
+    """Everything a run checks before any work: the output folder, the inputs, their outputs.
+
+    Refuses an output folder that cannot be used (:class:`gpuenhance._outdir.OutputFolderError`)
+    and inputs that hold no supported image (:class:`NoImagesError`); records the files passed
+    over and the refused outputs in *report*. Returns ``(plan, files)``: the ``(input,
+    output)`` pairs to write and the :class:`gpuenhance.io.ImageFile` list found. Nothing is
+    created or written.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    out_dir = _outdir.check_output_folder(out_dir, [p for p in items if Path(p).is_dir()])
+    passed_over: dict = {}
+    files = find_images(items, exclude=[out_dir], passed_over=passed_over)
+    report.passed_over = dict(sorted(passed_over.items()))
+    if not files:
+        counted = ", ".join(f"{n} {ext}" for ext, n in report.passed_over.items())
+        raise NoImagesError(
+            "no supported images in the inputs"
+            + (f"; passed over {counted} file(s)" if counted else " (no files found)")
+            + f" (supported: {', '.join(SUPPORTED_EXTENSIONS)})"
+        )
+    return plan_outputs(files, out_dir, report.failures), files
+
+
+def check_tile(func, tile) -> None:
+    """Refuse a tile too small for *func*'s halo; warn when halos would dominate the work."""
+    if tile is None:
+        return
+    radius = max(func.radius_for(np.dtype(d)) for d in _validate.IMAGE_DTYPES)
+    overhead = _tiles.halo_overhead(tile, radius)
+    if overhead > 1.0:
+        warnings.warn(
+            f"max_tile {tile[0]}x{tile[1]} with the pipeline's halo of {radius} pixels: halos "
+            f"add about {overhead:.0%} to the work (tiles of at least "
+            f"{8 * radius + 64}x{8 * radius + 64} keep it under 60%)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def encoder_settings(quality: int | None = None, png_compression: int | None = None):
+    """``(report dict, {extension: OpenCV imwrite params})`` for a run's JPEG/WebP quality
+    (1 to 100) and PNG compression level (0 to 9). Left unset, each format keeps OpenCV's
+    default: JPEG quality 95, lossless WebP, PNG level 1."""
+    import cv2
+
+    level = 1 if png_compression is None else _validate.integer(
+        png_compression, "png_compression", low=0, high=9
+    )
+    params = {".png": (cv2.IMWRITE_PNG_COMPRESSION, level)}
+    report = {"jpeg_quality": 95, "webp_quality": "lossless", "png_compression": level}
+    if quality is not None:
+        quality = _validate.integer(quality, "quality", low=1, high=100)
+        params[".jpg"] = params[".jpeg"] = (cv2.IMWRITE_JPEG_QUALITY, quality)
+        params[".webp"] = (cv2.IMWRITE_WEBP_QUALITY, quality)
+        report.update(jpeg_quality=quality, webp_quality=quality)
+    return report, params
+
+
 def run_files(
     func,
     inputs,
@@ -496,6 +579,10 @@ def run_files(
     label: str = "",
     max_tile=None,
     resume: bool = False,
+    quality: int | None = None,
+    png_compression: int | None = None,
+    report_name: str | None = None,
+    on_start: Callable[[int], Any] | None = None,
 ) -> RunReport:
     """Stream image files through ``func(batch, backend=...)``; see :meth:`Pipeline.run_files`.
 
@@ -516,33 +603,40 @@ def run_files(
     tile = _tiles.parse_max_tile(max_tile)
     if tile is not None and not isinstance(func, Pipeline):
         raise ValueError("max_tile needs a Pipeline: only local filters can be tiled exactly")
+    check_tile(func, tile)
+    encoding, params = encoder_settings(quality, png_compression)
     engine = resolve_engine(backend)
     out_dir = Path(out_dir)
-    files = find_images(inputs, exclude=[out_dir])
-    report = RunReport(engine=engine, pipeline=label)
-    plan = plan_outputs(files, out_dir, report.failures)
+    report = RunReport(engine=engine, pipeline=label, encoding=encoding)
+    plan, files = prepare_run(inputs, out_dir, report)
+    if on_start is not None:
+        on_start(len(files))
     if progress is not None and report.failures:
         progress(len(report.failures))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_temp_files(out_dir)
-
-    manifest = _Manifest(out_dir, label, {f.path: f.relative.as_posix() for f in files})
-    keep: list[dict] = []
-    if resume:
-        todo, keep = manifest.unfinished(plan)
-        report.skipped = len(plan) - len(todo)
-        plan = todo
-        if progress is not None and report.skipped:
-            progress(report.skipped)
-    if plan or keep or manifest.path.exists():
-        manifest.start(keep)  # (a run that writes nothing leaves no manifest behind)
-    try:
-        results = process_files(
-            func, plan, engine=engine, batch_size=batch_size, workers=workers,
-            max_pixels=max_pixels, tile=tile, on_written=manifest.record, progress=progress,
-        )
-    finally:
-        manifest.close()
-    add_results(report, results)
-    report.seconds = time.perf_counter() - start
+    if not plan:  # every output refused: the folder is left as it was
+        report.seconds = time.perf_counter() - start
+        return report
+    with _outdir.hold(out_dir, {out.parent for _, out in plan}):
+        manifest = _Manifest(out_dir, label, {f.path: f.relative.as_posix() for f in files})
+        keep: list[dict] = []
+        if resume:
+            todo, keep = manifest.unfinished(plan)
+            report.skipped = len(plan) - len(todo)
+            plan = todo
+            if progress is not None and report.skipped:
+                progress(report.skipped)
+        if plan or keep or manifest.path.exists():
+            manifest.start(keep)  # (a run that writes nothing leaves no manifest behind)
+        try:
+            results = process_files(
+                func, plan, engine=engine, batch_size=batch_size, workers=workers,
+                max_pixels=max_pixels, tile=tile, encode_params=params,
+                on_written=manifest.record, progress=progress,
+            )
+        finally:
+            manifest.close()
+        add_results(report, results)
+        report.seconds = time.perf_counter() - start
+        if report_name is not None:
+            report.write_json(out_dir / report_name)
     return report

@@ -88,6 +88,25 @@ def parse_max_tile(value, name: str = "max_tile") -> tuple[int, int] | None:
     return out[0], out[1]
 
 
+def halo_overhead(tile, radius: int, name: str = "max_tile") -> float:
+    """Extra work the halos of *radius* add to tiles of *tile* = ``(H, W)`` pixels, as a
+    fraction (1.0: every core pixel costs twice); a ValueError when the tile leaves no core.
+
+    Examples
+    --------
+    >>> round(halo_overhead((64, 64), 4), 3)
+    0.306
+    """
+    th, tw = tile
+    least = 2 * radius + 1
+    if min(th, tw) < least:
+        raise ValueError(
+            f"{name} {th}x{tw} is too small for the pipeline's halo of {radius} pixels on each "
+            f"side: tiles must be at least {least}x{least} pixels (and should be far larger)"
+        )
+    return th * tw / ((th - 2 * radius) * (tw - 2 * radius)) - 1.0
+
+
 def column_align(dtype) -> int:
     """Column alignment of tile windows for images of *dtype* (64 for floats, else 1)."""
     import numpy as np

@@ -2,8 +2,9 @@
 
 ``gpuenhance run``, ``gpuenhance restore fit|apply`` and ``gpuenhance info``; see
 ``gpuenhance --help``. Exit codes: 0 when everything succeeded, 1 when some image failed,
-2 for a usage error (bad arguments, a bad pipeline spec, a missing input, an unavailable
-backend), always with a one-line message and no traceback.
+2 for a usage error (bad arguments, a bad pipeline spec, a missing input, inputs with no
+supported image, an output folder that cannot be used or that another run holds, an
+unavailable backend), always with a one-line message and no traceback, before any work.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,24 +35,27 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- helpers
 
 
-def _int_at_least(low: int):
-    """An argparse type: an integer >= *low*."""
-    words = "a positive integer" if low == 1 else f"an integer >= {low}"
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high] (no upper bound when *high* is None)."""
+    if high is not None:
+        words = f"an integer from {low} to {high}"
+    else:
+        words = "a positive integer" if low == 1 else f"an integer >= {low}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {words}; got {text!r}") from None
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"expected {words}; got {value}")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1)
-_nonnegative_int = _int_at_least(0)
+_positive_int = _int_in(1)
+_nonnegative_int = _int_in(0)
 
 
 def _max_tile(text: str):
@@ -84,7 +89,7 @@ def _add_engine_options(p: argparse.ArgumentParser, *, batch_default: int | None
     )
 
 
-def _add_file_options(p: argparse.ArgumentParser) -> None:
+def _add_file_options(p: argparse.ArgumentParser, *, encoder: bool = False) -> None:
     p.add_argument(
         "--workers", type=_positive_int, default=None, metavar="N",
         help="decode/encode threads (default: min(8, CPU count))",
@@ -93,6 +98,15 @@ def _add_file_options(p: argparse.ArgumentParser) -> None:
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
         help="skip images with more pixels than this (default: %(default)s)",
     )
+    if encoder:
+        p.add_argument(
+            "--quality", type=_int_in(1, 100), default=None, metavar="1-100",
+            help="JPEG and WebP quality (default: OpenCV's: 95 for JPEG, lossless WebP)",
+        )
+        p.add_argument(
+            "--png-compression", type=_int_in(0, 9), default=None, metavar="0-9",
+            help="PNG compression level (default: OpenCV's 1)",
+        )
 
 
 def _check_backend(name: str) -> None:
@@ -125,12 +139,29 @@ def _progress_bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
 
 
-def _finish(report, out_dir: Path) -> int:
-    report.write_json(out_dir / "report.json")
+REPORT_NAME = "report.json"
+
+
+def _finish(report) -> int:
+    """Print the failures, notes and summary of a run; its exit code."""
     for path, reason in report.failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    print(f"gpuenhance: {report.summary()}; report: {out_dir / 'report.json'}")
+    for path, note in report.notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
+    if report.passed_over:
+        counted = ", ".join(f"{n} {ext}" for ext, n in report.passed_over.items())
+        print(f"gpuenhance: passed over {counted} file(s) (unsupported formats)", file=sys.stderr)
+    where = f"report: {report.json_path}" if report.json_path else "nothing was written"
+    print(f"gpuenhance: {report.summary()}; {where}")
     return 0 if report.ok else 1
+
+
+def _run_errors():
+    """The exceptions a file run raises before any work, reported as usage errors."""
+    from ._files import NoImagesError
+    from ._outdir import OutputFolderError
+
+    return (NoImagesError, OutputFolderError, FileNotFoundError)
 
 
 def _to_display(img: np.ndarray) -> np.ndarray:
@@ -201,7 +232,43 @@ def contact_sheet(pairs, width: int = CONTACT_SHEET_WIDTH, gap: int = 4) -> np.n
 # --------------------------------------------------------------------------- commands
 
 
+class _Bar:
+    """A progress bar started once the run knows how many inputs it has (tqdm on a
+    terminal's stderr; nothing otherwise)."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar = None
+
+    def start(self, total: int) -> None:
+        self.bar = _progress_bar(total, self.desc)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_files(run, *args, desc: str, **kwargs):
+    """Call a file runner with the command line's progress bar and report file; a refusal it
+    raises before any work becomes a usage error."""
+    bar = _Bar(desc)
+    try:
+        return run(*args, progress=bar.update, on_start=bar.start, report_name=REPORT_NAME,
+                   **kwargs)
+    except _run_errors() as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # a bad --max-tile for this pipeline, found before any work
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+
+
 def _cmd_run(args) -> int:
+    from ._files import run_files
     from .pipeline import Pipeline
 
     try:
@@ -210,8 +277,6 @@ def _cmd_run(args) -> int:
         raise UsageError(f"--pipeline: {exc}") from None
     _check_backend(args.backend)
     out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"-o/--output {str(out_dir)!r} exists and is not a folder")
     use_samples = not args.inputs
     if use_samples:
         from .samples import sample_paths
@@ -219,11 +284,7 @@ def _cmd_run(args) -> int:
         inputs = [str(p) for p in sample_paths()]
     else:
         inputs = args.inputs
-    try:
-        total = len(find_images(inputs, exclude=[out_dir]))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    run_files = pipeline.run_files
+    options = {}
     if args.scheduler is not None:  # one task per batch of files on a Dask cluster
         if args.scheduler != "local" and "://" not in args.scheduler:
             raise UsageError(f"--scheduler must be 'local' or an address such as "
@@ -237,33 +298,35 @@ def _cmd_run(args) -> int:
             raise UsageError(f"--scheduler needs the dask extra "
                              f"(pip install 'gpuenhance[dask]'): {exc}") from None
 
-        def run_files(*a, **kw):
+        def run_files(func, *a, label=None, **kw):
             try:
-                return dask_run_files(pipeline, *a, scheduler=args.scheduler, **kw)
+                return dask_run_files(func, *a, scheduler=args.scheduler, label=label, **kw)
             except ConnectionError as exc:
                 raise UsageError(str(exc)) from None
+    else:
+        options["resume"] = args.resume
 
-    bar = _progress_bar(total, "gpuenhance run")
-    try:
-        report = run_files(
-            inputs,
-            out_dir,
-            backend=args.backend,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            max_pixels=args.max_pixels,
-            progress=None if bar is None else bar.update,
-            max_tile=args.max_tile,
-            resume=args.resume,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    report = _run_files(
+        run_files,
+        pipeline,
+        inputs,
+        out_dir,
+        desc="gpuenhance run",
+        label=pipeline.spec,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        max_pixels=args.max_pixels,
+        max_tile=args.max_tile,
+        quality=args.quality,
+        png_compression=args.png_compression,
+        **options,
+    )
     if use_samples and report.outputs:
         pairs = [(read_image(src), read_image(dst)) for src, dst in report.outputs]
         write_image(out_dir / "contact_sheet.png", contact_sheet(pairs))
         print(f"gpuenhance: contact sheet: {out_dir / 'contact_sheet.png'}")
-    return _finish(report, out_dir)
+    return _finish(report)
 
 
 def _read_set(folder: str, max_pixels, workers) -> dict:
@@ -358,30 +421,19 @@ def _cmd_restore_apply(args) -> int:
         restorer.backend = backend  # the engine run_files resolved for this run
         return restorer.restore(batch)
 
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"-o/--output {str(out_dir)!r} exists and is not a folder")
-    try:
-        total = len(find_images(args.inputs, exclude=[out_dir]))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    bar = _progress_bar(total, "gpuenhance restore")
-    try:
-        report = run_files(
-            apply,
-            args.inputs,
-            out_dir,
-            backend=args.backend,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            max_pixels=args.max_pixels,
-            progress=None if bar is None else bar.update,
-            label=f"restore:filter={args.filter}",
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    return _finish(report, out_dir)
+    report = _run_files(
+        run_files,
+        apply,
+        args.inputs,
+        Path(args.output),
+        desc="gpuenhance restore",
+        label=f"restore:filter={args.filter}",
+        backend=args.backend,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        max_pixels=args.max_pixels,
+    )
+    return _finish(report)
 
 
 def _format_info(report: dict) -> str:
@@ -442,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         'gamma:gamma=0.8" (default: %(default)s)',
     )
     _add_engine_options(run, batch_default=None)
-    _add_file_options(run)
+    _add_file_options(run, encoder=True)
     run.add_argument(
         "--max-tile", type=_max_tile, default=None, metavar="N|HxW",
         help="process images in tiles of at most N x N (or H x W) pixels, halos included; "
@@ -536,8 +588,14 @@ def main(argv=None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     args.extra = extra
     command = args.command + (f" {args.restore_command}" if args.command == "restore" else "")
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"gpuenhance {command}: warning: {message}", file=sys.stderr)
+
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return args.handler(args)
     except UsageError as exc:
         print(f"gpuenhance {command}: error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _backend, _validate
-from .io import DEFAULT_MAX_PIXELS, find_images, image_size
+from .io import DEFAULT_MAX_PIXELS, image_size, write_bytes_atomically
 
 __all__ = ["enhance", "run_files"]
 
@@ -234,8 +234,6 @@ def _load_or_write_marker(marker: Path, items) -> tuple[dict, bool]:
     Returns ``(before, first_attempt)``. The record is written atomically before any output,
     so a later attempt that finds it knows which outputs an earlier attempt already replaced.
     """
-    from ._files import write_atomically
-
     try:
         return json.loads(marker.read_text()), False
     except FileNotFoundError:
@@ -244,11 +242,12 @@ def _load_or_write_marker(marker: Path, items) -> tuple[dict, bool]:
         pass
     before = {out: _identity(out) for _, out in items}
     marker.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(marker, json.dumps(before).encode(), tag=uuid.uuid4().hex)
+    write_bytes_atomically(marker, json.dumps(before).encode())
     return before, True
 
 
-def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, max_tile):
+def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, max_tile,
+               encode_params=None):
     """One task: read, process and atomically write *items* (``[(input, output), ...]``).
 
     Returns ``(engine, [FileResult, ...])``. Idempotent: outputs are replaced atomically (never
@@ -273,7 +272,7 @@ def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, ma
         todo.append((src, out))
     results = process_files(
         func, todo, engine=engine, batch_size=batch_size, workers=workers or 1,
-        max_pixels=max_pixels, tile=_tiles.parse_max_tile(max_tile),
+        max_pixels=max_pixels, tile=_tiles.parse_max_tile(max_tile), encode_params=encode_params,
     )
     return engine, done + results
 
@@ -349,6 +348,10 @@ def run_files(
     label: str | None = None,
     max_tile=None,
     resume: bool = False,
+    quality: int | None = None,
+    png_compression: int | None = None,
+    report_name: str | None = None,
+    on_start: Callable[[int], Any] | None = None,
 ):
     """Run a pipeline over image files on a ``dask.distributed`` cluster.
 
@@ -399,6 +402,12 @@ def run_files(
     resume : bool, optional
         Not supported (a distributed run is idempotent within itself, but keeps no manifest
         across runs); True raises ValueError.
+    quality, png_compression : int, optional
+        Encoder settings, as for :meth:`Pipeline.run_files`.
+    report_name : str, optional
+        Write the report as JSON to ``out_dir/report_name`` while the run holds the folder.
+    on_start : callable, optional
+        Called with the number of inputs found, once the checks passed and before any work.
 
     Returns
     -------
@@ -435,9 +444,8 @@ def run_files(
     >>> report.processed, report.failures  # doctest: +SKIP
     (12, [])
     """
-    from distributed import as_completed
-
-    from ._files import FileResult, RunReport, add_results, plan_outputs, resolve_engine
+    from . import _outdir
+    from ._files import RunReport, check_tile, encoder_settings, prepare_run, resolve_engine
     from .pipeline import Pipeline
 
     start = time.perf_counter()
@@ -475,7 +483,7 @@ def run_files(
             raise ValueError("max_tile needs a Pipeline: only local filters can be tiled exactly")
         from . import _tiles
 
-        _tiles.parse_max_tile(max_tile)  # a bad value fails here, before any work
+        check_tile(pipeline, _tiles.parse_max_tile(max_tile))  # before any work
     if isinstance(scheduler, str):
         if scheduler != "local" and "://" not in scheduler:
             raise ValueError(
@@ -492,13 +500,36 @@ def run_files(
                 f"scheduler must be a str or a distributed.Client; got {type(scheduler).__name__}"
             )
 
+    encoding, params = encoder_settings(quality, png_compression)
     out_dir = Path(out_dir)
-    files = find_images(inputs, exclude=[out_dir])
-    report = RunReport(pipeline=label)
-    plan = plan_outputs(files, out_dir, report.failures)
+    report = RunReport(pipeline=label, encoding=encoding)
+    plan, files = prepare_run(inputs, out_dir, report)
+    if on_start is not None:
+        on_start(len(files))
     if progress is not None and report.failures:
         progress(len(report.failures))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not plan:  # every output refused: the folder is left as it was
+        report.engine = "cuda" if backend == "cuda" else resolve_engine(backend)
+        report.seconds = time.perf_counter() - start
+        return report
+    with _outdir.hold(out_dir, {out.parent for _, out in plan}):
+        _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size,
+                   files_per_task, workers, max_pixels, max_tile, params, n_workers,
+                   threads_per_worker, retries, progress)
+        report.seconds = time.perf_counter() - start
+        if report_name is not None:
+            report.write_json(out_dir / report_name)
+    return report
+
+
+def _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size, files_per_task,
+               workers, max_pixels, max_tile, params, n_workers, threads_per_worker, retries,
+               progress):
+    """Submit one task per batch of *plan* and merge their results into *report*."""
+    from distributed import as_completed
+
+    from ._files import FileResult, add_results, resolve_engine
+
     batches = [
         [(str(src), str(out)) for src, out in plan[i : i + files_per_task]]
         for i in range(0, len(plan), files_per_task)
@@ -513,7 +544,7 @@ def run_files(
                 for index, items in enumerate(batches):
                     fut = client.submit(
                         _run_batch, pipeline, items, str(state_dir / f"batch-{index:06d}.json"),
-                        backend, batch_size, workers, max_pixels, max_tile,
+                        backend, batch_size, workers, max_pixels, max_tile, params,
                         key=f"gpuenhance-files-{run_id}-{index}", retries=retries, pure=False,
                     )
                     futures[fut] = index
@@ -544,5 +575,3 @@ def run_files(
         report.engine = "+".join(sorted(engines))
     else:  # nothing ran: name the engine this machine would have used
         report.engine = "cuda" if backend == "cuda" else resolve_engine(backend)
-    report.seconds = time.perf_counter() - start
-    return report

@@ -3,29 +3,46 @@
 Arrays follow gpuenhance's image model: (H, W) grayscale, (H, W, 3) RGB, (H, W, 4) RGBA,
 dtypes uint8, uint16 (16-bit PNG/TIFF) and float32 (float TIFF). OpenCV decodes and encodes;
 colour images are converted between OpenCV's BGR order and RGB here, so callers only ever see
-RGB. EXIF orientation is not applied (pixels are returned as stored).
+RGB.
+
+Metadata policy (:mod:`gpuenhance._metadata`): reading applies the EXIF orientation, so pixels
+come back upright; :func:`write_image` given the metadata of a read writes the picture upright
+with the orientation reset and carries the rest of EXIF and the ICC profile over to JPEG, PNG,
+WebP and TIFF. Multi-page and animated files are refused rather than cut to their first page.
+
+Temporary files are named ``.gpuenhance-<16 hex>.<name>.tmp`` (:data:`TEMP_NAME`): no other
+program's files match, so a run may remove those a killed run left without touching anything
+a user owns.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import struct
+import warnings
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 import cv2
 import numpy as np
 
+from ._metadata import ImageMetadata, encode, read_metadata, upright
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SUPPORTED_EXTENSIONS",
+    "TEMP_NAME",
     "ImageFile",
+    "ImageMetadata",
     "ImageReadError",
     "find_images",
     "image_size",
     "read_image",
+    "read_image_with_metadata",
+    "write_bytes_atomically",
     "write_image",
 ]
 
@@ -46,6 +63,9 @@ _WRITE_DTYPES = {
     ".webp": ("uint8",),
 }
 _READ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+#: The name of every temporary file gpuenhance writes (and the only files it ever removes).
+TEMP_NAME = re.compile(r"^\.gpuenhance-[0-9a-f]{16}\..+\.tmp$")
 
 
 class ImageReadError(ValueError):
@@ -230,7 +250,10 @@ def _truncation(data: bytes) -> str | None:
 
 
 def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file as an RGB(A) or grayscale array.
+    """Read an image file as an RGB(A) or grayscale array, upright.
+
+    The EXIF orientation is applied (a portrait phone photo comes back portrait); use
+    :func:`read_image_with_metadata` to keep the EXIF block and ICC profile for writing.
 
     Parameters
     ----------
@@ -251,8 +274,8 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
     ------
     ImageReadError
         (a ValueError) naming the file, for a missing or unreadable file, an empty file, an
-        unsupported extension, corrupt or truncated data, an unsupported pixel type, or an
-        image over *max_pixels*.
+        unsupported extension, corrupt or truncated data, an unsupported pixel type, a
+        multi-page or animated file, or an image over *max_pixels*.
 
     Examples
     --------
@@ -262,6 +285,34 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
     >>> write_image(path, np.full((4, 6, 3), 7, np.uint8))
     >>> read_image(path).shape
     (4, 6, 3)
+    """
+    return read_image_with_metadata(path, max_pixels=max_pixels)[0]
+
+
+def read_image_with_metadata(
+    path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, ImageMetadata]:
+    """Read an image file upright, with the metadata :func:`write_image` carries over.
+
+    Parameters and errors as for :func:`read_image`.
+
+    Returns
+    -------
+    img : numpy.ndarray
+        As :func:`read_image` returns it (EXIF orientation applied).
+    metadata : ImageMetadata
+        EXIF (orientation reset to 1) and ICC profile, for ``write_image(..., metadata=...)``.
+
+    Examples
+    --------
+    >>> import io, os, tempfile, numpy as np
+    >>> from PIL import Image
+    >>> exif = Image.Exif(); exif[0x0112] = 6  # stored lying on its side
+    >>> path = os.path.join(tempfile.mkdtemp(), "phone.jpg")
+    >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(path, exif=exif.tobytes())
+    >>> img, meta = read_image_with_metadata(path)
+    >>> img.shape, meta.orientation
+    ((6, 4, 3), 6)
     """
     path = Path(path)
     if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) < 1):
@@ -292,6 +343,13 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
     truncated = _truncation(raw if is_jpeg else raw[:8] + buf[-64:].tobytes())
     if truncated:
         raise ImageReadError(path, truncated)
+    metadata = read_metadata(buf.tobytes())
+    if metadata.frames > 1:
+        raise ImageReadError(
+            path,
+            f"multi-page or animated image ({metadata.frames} pages); only single images are "
+            f"processed, so it is skipped rather than cut to its first page",
+        )
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -318,7 +376,16 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
         else:
             raise ImageReadError(path, f"unsupported channel count {channels}")
-    return img
+    if not _orients_itself(buf):
+        img = upright(img, metadata.orientation)
+    return img, metadata
+
+
+def _orients_itself(buf: np.ndarray) -> bool:
+    """Whether OpenCV's decoder already applied the file's orientation (its TIFF decoder does,
+    even with IMREAD_UNCHANGED; the others return pixels as stored)."""
+    head = buf[:4].tobytes()
+    return head in (b"II*\x00", b"MM\x00*")
 
 
 # --------------------------------------------------------------------------- writing
@@ -355,13 +422,51 @@ def _encodable(path: Path, img) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def write_image(path, img, *, params: Iterable[int] = ()) -> None:
+def write_bytes_atomically(path, data: bytes, *, fsync: bool = False) -> None:
+    """Write *data* to *path* through a temporary file in the same folder and a rename.
+
+    Readers never see a partial file; on failure the temporary file is removed and *path* is
+    untouched. The temporary file's name matches :data:`TEMP_NAME`. *fsync* flushes the data
+    to disk before the rename. Missing parent folders are created.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> write_bytes_atomically(path, b"done")
+    >>> open(path, "rb").read(), os.listdir(os.path.dirname(path))
+    (b'done', ['notes.txt'])
+    """
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".gpuenhance-{secrets.token_hex(8)}.{path.name}.tmp"
+    try:
+        # os.open with mode 0o666 lets the umask set the final permissions, as a plain open would.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_image(
+    path, img, *, params: Iterable[int] = (), metadata: ImageMetadata | None = None
+) -> None:
     """Write an RGB(A) or grayscale array to an image file, atomically.
 
-    The image is encoded in memory, written to a temporary file in the destination folder
-    and renamed over *path* (``os.replace``), so readers never see a partial file and a
-    failure leaves no temporary file behind. Missing parent folders are created. This
-    function overwrites *path* if it exists: callers that must protect inputs check first.
+    The image is encoded in memory and written with :func:`write_bytes_atomically`, so
+    readers never see a partial file and a failure leaves no temporary file behind. Missing
+    parent folders are created. This function overwrites *path* if it exists: callers that
+    must protect inputs check first.
 
     Parameters
     ----------
@@ -372,6 +477,11 @@ def write_image(path, img, *, params: Iterable[int] = ()) -> None:
         also for PNG and TIFF; float32 for TIFF.
     params : iterable of int, optional
         OpenCV ``imwrite`` flags, e.g. ``(cv2.IMWRITE_JPEG_QUALITY, 90)``.
+    metadata : ImageMetadata, optional
+        What :func:`read_image_with_metadata` returned: its EXIF block (orientation 1) and
+        ICC profile are written with the image where the format holds them. A format that
+        cannot hold some of it (BMP holds none; a TIFF of uint16 or float32 colour is written
+        without them) gets the image alone, with a :class:`UserWarning` naming what was left.
 
     Raises
     ------
@@ -392,26 +502,25 @@ def write_image(path, img, *, params: Iterable[int] = ()) -> None:
     >>> bool((read_image(path) == img).all())
     True
     """
+    dropped = write_image_keeping(path, img, params=params, metadata=metadata)
+    if dropped:
+        warnings.warn(
+            f"{str(path)!r} was written without its {' and '.join(dropped)}: "
+            f"the format cannot hold them for a {img.dtype} image",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def write_image_keeping(path, img, *, params=(), metadata=None) -> tuple[str, ...]:
+    """:func:`write_image` that returns, rather than warns about, the metadata it could not
+    keep (``("exif", "icc_profile")``, a part of it, or an empty tuple)."""
     path = Path(path)
     data = _encodable(path, img)
-    ok, encoded = cv2.imencode(path.suffix.lower(), data, list(params))
-    if not ok:
-        raise OSError(f"OpenCV could not encode {str(path)!r}")
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        # os.open with mode 0o666 lets the umask set the final permissions, as a plain open would.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    rgb = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+    encoded, dropped = encode(path.suffix.lower(), rgb, data, params, metadata)
+    write_bytes_atomically(path, encoded)
+    return dropped
 
 
 # --------------------------------------------------------------------------- discovery
@@ -423,8 +532,9 @@ def _supported(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in SUPPORTED_EXTENSIONS
 
 
-def _walk(folder: Path, excluded: tuple[Path, ...]):
-    """Supported image files under *folder*, skipping hidden entries and *excluded* trees."""
+def _walk(folder: Path, excluded: tuple[Path, ...], passed_over: dict):
+    """Supported image files under *folder*, skipping hidden entries and *excluded* trees;
+    the other files are counted by extension into *passed_over*."""
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
         dirs[:] = sorted(
@@ -433,8 +543,13 @@ def _walk(folder: Path, excluded: tuple[Path, ...]):
             if not d.startswith(".") and (root_path / d).resolve() not in excluded
         )
         for name in sorted(files):
-            if not name.startswith(".") and _supported(name):
+            if name.startswith("."):
+                continue
+            if _supported(name):
                 yield root_path / name
+            else:
+                ext = os.path.splitext(name)[1].lower() or "(no extension)"
+                passed_over[ext] = passed_over.get(ext, 0) + 1
 
 
 def _glob_base(pattern: str) -> Path:
@@ -448,7 +563,7 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def find_images(inputs, *, exclude=()) -> list[ImageFile]:
+def find_images(inputs, *, exclude=(), passed_over: dict | None = None) -> list[ImageFile]:
     """Expand files, folders (recursively) and glob patterns into image files.
 
     Parameters
@@ -461,6 +576,9 @@ def find_images(inputs, *, exclude=()) -> list[ImageFile]:
     exclude : iterable of path, optional
         Folders whose contents folder/glob expansion skips (e.g. an output folder inside an
         input folder).
+    passed_over : dict, optional
+        When given, receives ``{extension: count}`` of the visible files that folder and glob
+        expansion passed over for an unsupported extension (e.g. ``{".heic": 3}``).
 
     Returns
     -------
@@ -487,6 +605,7 @@ def find_images(inputs, *, exclude=()) -> list[ImageFile]:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     excluded = tuple(Path(e).resolve() for e in exclude)
+    skipped: dict = {} if passed_over is None else passed_over
 
     def is_excluded(p: Path) -> bool:
         rp = p.resolve()
@@ -497,7 +616,9 @@ def find_images(inputs, *, exclude=()) -> list[ImageFile]:
         text = os.fspath(item)
         path = Path(text)
         if path.is_dir():
-            found.extend(ImageFile(p, p.relative_to(path)) for p in _walk(path, excluded))
+            found.extend(
+                ImageFile(p, p.relative_to(path)) for p in _walk(path, excluded, skipped)
+            )
         elif path.is_file():
             found.append(ImageFile(path, Path(path.name)))
         elif _GLOB_CHARS & set(text):
@@ -508,9 +629,15 @@ def find_images(inputs, *, exclude=()) -> list[ImageFile]:
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    found.extend(ImageFile(p, p.relative_to(base)) for p in _walk(mp, excluded))
-                elif mp.is_file() and _supported(mp.name) and not is_excluded(mp):
-                    found.append(ImageFile(mp, mp.relative_to(base)))
+                    found.extend(
+                        ImageFile(p, p.relative_to(base)) for p in _walk(mp, excluded, skipped)
+                    )
+                elif mp.is_file() and not is_excluded(mp):
+                    if _supported(mp.name):
+                        found.append(ImageFile(mp, mp.relative_to(base)))
+                    else:
+                        ext = mp.suffix.lower() or "(no extension)"
+                        skipped[ext] = skipped.get(ext, 0) + 1
         else:
             raise FileNotFoundError(f"input {text!r} does not exist")
     seen: set[Path] = set()

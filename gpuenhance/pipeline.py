@@ -435,6 +435,8 @@ class Pipeline:
         progress: Callable[[int], Any] | None = None,
         max_tile=None,
         resume: bool = False,
+        quality: int | None = None,
+        png_compression: int | None = None,
     ) -> RunReport:
         """Run the pipeline over image files, writing the results under *out_dir*.
 
@@ -466,6 +468,10 @@ class Pipeline:
             an input is skipped when its entry matches (same spec, input unchanged, output
             present with the recorded size). Everything else is processed again. Without
             *resume* the manifest is started afresh.
+        quality : int, optional
+            JPEG and WebP quality, 1 to 100 (default OpenCV's: 95 for JPEG, lossless WebP).
+        png_compression : int, optional
+            PNG compression level, 0 to 9 (default OpenCV's 1).
 
         Returns
         -------
@@ -474,7 +480,13 @@ class Pipeline:
         Raises
         ------
         FileNotFoundError
-            For an input that does not exist (before any work).
+            For an input that does not exist, or inputs holding no supported image
+            (``gpuenhance._files.NoImagesError``, counting what was passed over), before any work.
+        OSError
+            ``gpuenhance._outdir.OutputFolderError`` when *out_dir* cannot be created or
+            written, is an input folder, or is held by another live run (before any work).
+        ValueError
+            For a bad argument, or a *max_tile* smaller than the pipeline's halo.
         gpuenhance.BackendUnavailableError
             For ``backend="cuda"`` where no GPU works (before any work).
 
@@ -494,9 +506,15 @@ class Pipeline:
         -----
         An output path that equals an input path (the same file, links included), that
         would leave *out_dir*, or that two inputs share, is refused: that input is reported
-        as a failure and nothing is written for it. RGBA images are processed on their RGB
-        channels; alpha is passed through unchanged. Temporary files a killed run left in
-        *out_dir* are removed at the start. On the CUDA engine batches are staged through
+        as a failure and nothing is written for it; when every output is refused, nothing at
+        all is written. RGBA images are processed on their RGB channels; alpha is passed
+        through unchanged. Pixels are read upright (EXIF orientation applied) and written
+        upright, with the rest of the EXIF block and the ICC profile carried over where the
+        format holds them (see :mod:`gpuenhance.io`). A float image holding NaN is reported,
+        not processed. While the run writes, it holds an OS lock on *out_dir*
+        (``.gpuenhance.lock``), so a second run into the same folder stops before any work;
+        the gpuenhance temporary files a killed run left in the output folders are removed
+        at the start, and no other file is ever removed. On the CUDA engine batches are staged through
         pinned memory on separate upload/compute/download streams
         (:mod:`gpuenhance._staging`); running out of device memory splits the batch and, for
         a single image, halves the tile size until it fits.
@@ -513,4 +531,6 @@ class Pipeline:
             label=self.spec,
             max_tile=max_tile,
             resume=resume,
+            quality=quality,
+            png_compression=png_compression,
         )

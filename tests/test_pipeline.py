@@ -219,17 +219,25 @@ def test_run_files_reports_bad_files_and_processes_the_rest(tmp_path, rng):
     assert "truncated" in failed["trunc.png"] and "truncated" in failed["trunc.jpg"]
     assert "unsupported file extension" in failed["notes.gif"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        ".gpuenhance-manifest.jsonl", "good.png"
+        ".gpuenhance-manifest.jsonl", ".gpuenhance.lock", "good.png"
     ]
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "good.png"), _by_hand(good))
 
 
 def test_run_files_refuses_to_overwrite_inputs(tmp_path, rng):
+    from gpuenhance._outdir import OutputFolderError
+
     src = tmp_path / "in"
     _write_inputs(src, rng)
     before = _snapshot(src)
-    report = Pipeline(SPEC).run_files(src, src, backend="cpu")
-    assert report.processed == 0 and len(report.failures) == 6
+    with pytest.raises(OutputFolderError, match="is the input folder"):
+        Pipeline(SPEC).run_files(src, src, backend="cpu")
+    assert _snapshot(src) == before
+    # named file by file, each output would be its input: each is refused, nothing written
+    files = sorted(p for p in src.rglob("*.png"))
+    report = Pipeline(SPEC).run_files([str(f) for f in files if f.parent == src], src,
+                                      backend="cpu")
+    assert report.processed == 0 and report.failures
     assert all("is an input file" in reason for _, reason in report.failures)
     assert _snapshot(src) == before
 
