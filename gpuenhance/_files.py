@@ -223,8 +223,10 @@ def default_batch_size(engine: str) -> int:
     return 8 if engine == "cuda" else 1
 
 
-def _make_runner(func, engine: str, tile):
-    """The batch runner of a run: staged on CUDA (whole images), synchronous otherwise."""
+def _make_runner(func, engine: str, tile, pool, workers: int):
+    """The batch runner of a run: staged on CUDA (whole images), on the *pool*'s threads on
+    the CPU engine (images filtered in parallel: OpenCV releases the GIL), synchronous on the
+    emulator (already one thread per CUDA thread)."""
     from .pipeline import Pipeline
 
     tileable = isinstance(func, Pipeline)
@@ -244,6 +246,8 @@ def _make_runner(func, engine: str, tile):
             col_align=_tiles.column_align(stack.dtype),
         )
 
+    if engine == "cpu" and workers > 1:
+        return _staging.PoolRunner(compute, pool, depth=workers, fatal=fatal)
     device = _staging.cuda_device_or_none() if engine == "cuda" and tile is None else None
     if device is None:
         return _staging.SyncRunner(compute, fatal=fatal)
@@ -321,16 +325,17 @@ def process_files(
         return None
 
     batch_size = default_batch_size(engine) if batch_size is None else batch_size
-    runner = _make_runner(func, engine, tile)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io")
+    runner = _make_runner(func, engine, tile, pool, workers)
     groups: dict[tuple, list] = {}  # (shape, dtype) -> [(src, out, img, stat, meta)] to batch
     pending = 0  # images in *groups*
     writes: deque = deque()  # (src, out, megapixels, future), in submission order
 
-    def collect_writes(block: bool):
+    def collect_writes(keep: int):
+        """Account for finished writes; wait for the oldest until at most *keep* are left."""
         for _ in range(len(writes)):
             src, out, mp, fut = writes.popleft()
-            if not block and not fut.done():
+            if len(writes) + 1 <= keep and not fut.done():
                 writes.append((src, out, mp, fut))
                 continue
             try:
@@ -396,11 +401,11 @@ def process_files(
                 flush(key)
             while pending > 4 * batch_size:
                 flush(next(iter(groups)))  # oldest group first
-            collect_writes(block=False)
+            collect_writes(keep=2 * workers)  # encoded images waiting are bounded too
         for key in list(groups):
             flush(key)
         emit(runner.drain())
-        collect_writes(block=True)
+        collect_writes(keep=0)
     return results
 
 

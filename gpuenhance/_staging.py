@@ -67,6 +67,40 @@ class SyncRunner:
         return []
 
 
+class PoolRunner:
+    """Computes batches on a thread pool, at most *depth* at once (the CPU engine's filters
+    release the GIL, so images are filtered in parallel); errors are returned, not raised.
+
+    :meth:`submit` returns the batches finished so far (in submission order), blocking only
+    while *depth* batches are in flight; :meth:`drain` waits for the rest.
+    """
+
+    def __init__(self, compute: Callable, pool, depth: int, *, fatal: tuple = ()):
+        self.compute = compute
+        self.pool = pool
+        self.depth = max(1, depth)
+        self.fatal = fatal
+        self.pending: deque = deque()
+
+    def _ready(self, block: bool) -> list[Finished]:
+        out = []
+        while self.pending and (block or self.pending[0].done()):
+            out.append(self.pending.popleft().result())
+        return out
+
+    def submit(self, batch, context) -> list[Finished]:
+        done = self._ready(block=False)
+        while len(self.pending) >= self.depth:
+            done.append(self.pending.popleft().result())
+        self.pending.append(
+            self.pool.submit(_compute, self.compute, batch, context, self.fatal)
+        )
+        return done
+
+    def drain(self) -> list[Finished]:
+        return self._ready(block=True)
+
+
 # --------------------------------------------------------------------------- CUDA device
 
 
