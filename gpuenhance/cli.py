@@ -158,8 +158,8 @@ def _finish(report) -> int:
 
 def _run_errors():
     """The exceptions a file run raises before any work, reported as usage errors."""
-    from ._files import NoImagesError
-    from ._outdir import OutputFolderError
+    from .batch.outdir import OutputFolderError
+    from .batch.plan import NoImagesError
 
     return (NoImagesError, OutputFolderError, FileNotFoundError)
 
@@ -268,7 +268,7 @@ def _run_files(run, *args, desc: str, **kwargs):
 
 
 def _cmd_run(args) -> int:
-    from ._files import run_files
+    from .batch.runner import run_files
     from .pipeline import Pipeline
 
     try:
@@ -406,7 +406,7 @@ def _cmd_restore_fit(args) -> int:
 
 
 def _cmd_restore_apply(args) -> int:
-    from ._files import run_files
+    from .batch.runner import run_files
     from .restore import LMSRestorer
 
     _check_backend(args.backend)

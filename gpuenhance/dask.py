@@ -256,7 +256,9 @@ def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, ma
     completed by an earlier attempt and is skipped, so each output is written once per run.
     """
     from . import _tiles
-    from ._files import FileResult, process_files, resolve_engine
+    from .batch.plan import resolve_engine
+    from .batch.report import FileResult
+    from .batch.runner import process_files
 
     engine = resolve_engine(backend)  # this worker's engine (BackendUnavailableError: no GPU)
     before, first = _load_or_write_marker(Path(marker), items)
@@ -444,8 +446,9 @@ def run_files(
     >>> report.processed, report.failures  # doctest: +SKIP
     (12, [])
     """
-    from . import _outdir
-    from ._files import RunReport, check_tile, encoder_settings, prepare_run, resolve_engine
+    from .batch import outdir
+    from .batch.plan import check_tile, encoder_settings, prepare_run, resolve_engine
+    from .batch.report import RunReport
     from .pipeline import Pipeline
 
     start = time.perf_counter()
@@ -512,7 +515,7 @@ def run_files(
         report.engine = "cuda" if backend == "cuda" else resolve_engine(backend)
         report.seconds = time.perf_counter() - start
         return report
-    with _outdir.hold(out_dir, {out.parent for _, out in plan}):
+    with outdir.hold(out_dir, {out.parent for _, out in plan}):
         _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size,
                    files_per_task, workers, max_pixels, max_tile, params, n_workers,
                    threads_per_worker, retries, progress)
@@ -528,7 +531,8 @@ def _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size, 
     """Submit one task per batch of *plan* and merge their results into *report*."""
     from distributed import as_completed
 
-    from ._files import FileResult, add_results, resolve_engine
+    from .batch.plan import resolve_engine
+    from .batch.report import FileResult, add_results
 
     batches = [
         [(str(src), str(out)) for src, out in plan[i : i + files_per_task]]

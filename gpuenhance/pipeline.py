@@ -14,7 +14,7 @@ image is read.
 Stage ``k``'s output feeds stage ``k + 1``; on the CUDA engines a filter followed by a gamma
 runs as one fused kernel, and ``max_tile`` processes images in exact tiles
 (:mod:`gpuenhance._tiles`). :meth:`Pipeline.run_files` runs the pipeline over image files
-(:mod:`gpuenhance._files`; :class:`RunReport`, ``run_files`` and :data:`MANIFEST_NAME` are
+(:mod:`gpuenhance.batch`; :class:`RunReport`, ``run_files`` and :data:`MANIFEST_NAME` are
 re-exported here).
 """
 
@@ -28,7 +28,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import _backend, _gauss, _tiles, _validate
-from ._files import MANIFEST_NAME, RunReport, run_files  # noqa: F401 - re-exported
+from .batch.manifest import MANIFEST_NAME  # noqa: F401 - re-exported
+from .batch.report import RunReport
+from .batch.runner import run_files
 from .io import DEFAULT_MAX_PIXELS
 
 __all__ = ["Pipeline", "RunReport", "Stage", "STAGE_PARAMS", "parse_spec"]
@@ -481,9 +483,9 @@ class Pipeline:
         ------
         FileNotFoundError
             For an input that does not exist, or inputs holding no supported image
-            (``gpuenhance._files.NoImagesError``, counting what was passed over), before any work.
+            (``gpuenhance.batch.plan.NoImagesError``, counting what was passed over), before any work.
         OSError
-            ``gpuenhance._outdir.OutputFolderError`` when *out_dir* cannot be created or
+            ``gpuenhance.batch.outdir.OutputFolderError`` when *out_dir* cannot be created or
             written, is an input folder, or is held by another live run (before any work).
         ValueError
             For a bad argument, or a *max_tile* smaller than the pipeline's halo.
@@ -516,7 +518,7 @@ class Pipeline:
         the gpuenhance temporary files a killed run left in the output folders are removed
         at the start, and no other file is ever removed. On the CUDA engine batches are staged through
         pinned memory on separate upload/compute/download streams
-        (:mod:`gpuenhance._staging`); running out of device memory splits the batch and, for
+        (:mod:`gpuenhance.batch.staging`); running out of device memory splits the batch and, for
         a single image, halves the tile size until it fits.
         """
         return run_files(

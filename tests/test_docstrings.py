@@ -16,7 +16,7 @@ MODULES = [
     "gpuenhance.pipeline",
     "gpuenhance.io",
     "gpuenhance._metadata",
-    "gpuenhance._outdir",
+    "gpuenhance.batch.outdir",
 ]
 
 

@@ -196,7 +196,7 @@ def test_outputs_never_escape_the_output_folder(tmp_path, rng):
 
 
 def test_dotdot_and_absolute_relative_paths_are_refused(tmp_path, rng, monkeypatch):
-    import gpuenhance._files as pl
+    import gpuenhance.batch.plan as pl
 
     src = tmp_path / "in"
     good = _good_images(src, rng)

@@ -225,7 +225,7 @@ def test_run_files_reports_bad_files_and_processes_the_rest(tmp_path, rng):
 
 
 def test_run_files_refuses_to_overwrite_inputs(tmp_path, rng):
-    from gpuenhance._outdir import OutputFolderError
+    from gpuenhance.batch.outdir import OutputFolderError
 
     src = tmp_path / "in"
     _write_inputs(src, rng)
@@ -395,7 +395,7 @@ class _FakeGPU:
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_staged_runner_with_a_lazy_fake_gpu_equals_direct_calls(rng, depth, seed):
-    from gpuenhance._staging import StagedRunner
+    from gpuenhance.batch.staging import StagedRunner
 
     pipe = Pipeline("median:ksize=3 | gamma:gamma=0.5")
     gpu = _FakeGPU(seed)
@@ -424,7 +424,7 @@ def test_staged_runner_with_a_lazy_fake_gpu_equals_direct_calls(rng, depth, seed
 
 
 def test_staged_runner_out_of_memory_falls_back_and_other_errors_are_returned(rng):
-    from gpuenhance._staging import StagedRunner
+    from gpuenhance.batch.staging import StagedRunner
 
     gpu = _FakeGPU()
     real_empty = gpu.device_empty
@@ -461,7 +461,7 @@ def test_staged_runner_out_of_memory_falls_back_and_other_errors_are_returned(rn
 
 
 def test_sync_runner_returns_errors_and_propagates_fatal():
-    from gpuenhance._staging import SyncRunner
+    from gpuenhance.batch.staging import SyncRunner
 
     class Fatal(Exception):
         pass

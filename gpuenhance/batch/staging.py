@@ -1,7 +1,9 @@
-"""Batch runners for :func:`gpuenhance._files.process_files`: plain, and CUDA-staged.
+"""How :func:`gpuenhance.batch.runner.process_files` computes batches: at once, on a thread
+pool, or staged on a GPU.
 
-:class:`SyncRunner` computes each batch when it is submitted (CPU and emulated engines, and
-tiled runs). :class:`StagedRunner` keeps several batches in flight on a GPU so that transfers
+:class:`SyncRunner` computes each batch when it is submitted (the emulator, and tiled runs).
+:class:`PoolRunner` computes batches on worker threads (the CPU engine: OpenCV releases the
+GIL). :class:`StagedRunner` keeps several batches in flight on a GPU so that transfers
 overlap compute:
 
 * each of ``depth`` slots (3: triple buffering) owns a page-locked (pinned) host buffer for
@@ -32,9 +34,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _tiles
+from .. import _tiles
 
-__all__ = ["CupyDevice", "StagedRunner", "SyncRunner"]
+__all__ = ["CupyDevice", "PoolRunner", "StagedRunner", "SyncRunner"]
 
 #: (context, result, error): what runners hand back for every submitted batch.
 Finished = tuple

@@ -1,7 +1,7 @@
 """The output folder of a run: checked before any work, locked while a run writes into it,
 and cleared of the temporary files a killed run left there (only those).
 
-Both file runners (:func:`gpuenhance._files.run_files` and :func:`gpuenhance.dask.run_files`)
+Both file runners (:func:`gpuenhance.batch.runner.run_files` and :func:`gpuenhance.dask.run_files`)
 go through :func:`check_output_folder` before any work and :func:`hold` around their writes.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .io import TEMP_NAME
+from ..io import TEMP_NAME
 
 __all__ = ["LOCK_NAME", "OutputFolderError", "check_output_folder", "hold", "remove_temp_files"]
 
@@ -61,7 +61,7 @@ def check_output_folder(out_dir, input_folders=()) -> Path:
     >>> check_output_folder(photos, [photos])
     Traceback (most recent call last):
     ...
-    gpuenhance._outdir.OutputFolderError: output folder ... is the input folder ...
+    gpuenhance.batch.outdir.OutputFolderError: output folder ... is the input folder ...
     """
     out_dir = Path(out_dir)
     resolved = out_dir.resolve()
