@@ -41,6 +41,41 @@ def host_rss_mib() -> float | None:
         return None
 
 
+class RssSampler:
+    """Peak resident set size of this process while the ``with`` block runs, sampled every
+    *interval* seconds on a thread (psutil), in MiB; ``peak_mib`` is None without psutil."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak_mib = None
+        self._stop = None
+
+    def __enter__(self):
+        import threading
+
+        try:
+            import psutil
+        except ImportError:
+            return self
+        proc = psutil.Process()
+        self._stop = threading.Event()
+        self.peak_mib = proc.memory_info().rss / MIB
+
+        def sample():
+            while not self._stop.wait(self.interval):
+                self.peak_mib = max(self.peak_mib, proc.memory_info().rss / MIB)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        return False
+
+
 def host_peak_rss_mib() -> float:
     """Peak resident set size of this process so far (getrusage; KiB on Linux)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

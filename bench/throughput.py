@@ -123,13 +123,19 @@ def synth_image(seed: int, index: int, width: int, height: int) -> np.ndarray:
     return np.clip(np.rint(field), 0, 255).astype(np.uint8)
 
 
-def image_relpath(index: int) -> str:
-    """Relative path of image *index*: ``dNN/imgNNNN.jpg`` (even) or ``.png`` (odd)."""
-    return f"d{index // PER_FOLDER:02d}/img{index:04d}{_EXTS[index % 2]}"
+FORMATS = ("both", "jpeg", "png")
 
 
-def _write_input(root: Path, seed: int, index: int, width: int, height: int) -> None:
-    path = root / image_relpath(index)
+def image_relpath(index: int, formats: str = "both") -> str:
+    """Relative path of image *index*: ``dNN/imgNNNN.jpg`` (even) or ``.png`` (odd); every one
+    a JPEG (``formats="jpeg"``) or a PNG (``"png"``)."""
+    ext = {"both": _EXTS[index % 2], "jpeg": _EXTS[0], "png": _EXTS[1]}[formats]
+    return f"d{index // PER_FOLDER:02d}/img{index:04d}{ext}"
+
+
+def _write_input(root: Path, seed: int, index: int, width: int, height: int,
+                 formats: str = "both") -> None:
+    path = root / image_relpath(index, formats)
     if path.exists():
         return
     img = synth_image(seed, index, width, height)
@@ -143,12 +149,13 @@ def _write_input(root: Path, seed: int, index: int, width: int, height: int) -> 
     os.replace(tmp, path)  # a killed generation leaves no half-written image behind
 
 
-def default_data_dir(n: int, size: tuple[int, int], seed: int) -> Path:
-    return Path(tempfile.gettempdir()) / "gpuenhance-bench-throughput" / f"n{n}-{size[0]}x{size[1]}-s{seed}"
+def default_data_dir(n: int, size: tuple[int, int], seed: int, formats: str = "both") -> Path:
+    name = f"n{n}-{size[0]}x{size[1]}-s{seed}" + ("" if formats == "both" else f"-{formats}")
+    return Path(tempfile.gettempdir()) / "gpuenhance-bench-throughput" / name
 
 
 def ensure_inputs(root: Path, n: int, size: tuple[int, int], *, seed: int = SEED,
-                  workers: int = 1, log: Callable = print) -> dict:
+                  workers: int = 1, log: Callable = print, formats: str = "both") -> dict:
     """Generate the *n* input images under *root* unless a finished set is there.
 
     Returns ``{"data_dir", "generated", "generate_s", "bytes", "jpeg", "png"}``; *generated*
@@ -156,7 +163,7 @@ def ensure_inputs(root: Path, n: int, size: tuple[int, int], *, seed: int = SEED
     """
     root = Path(root)
     want = {"n": n, "width": size[0], "height": size[1], "seed": seed,
-            "jpeg_quality": JPEG_QUALITY, "generator": 1}
+            "jpeg_quality": JPEG_QUALITY, "generator": 1, "formats": formats}
     marker = root / _MARKER
     generated = 0
     t0 = time.perf_counter()
@@ -164,19 +171,20 @@ def ensure_inputs(root: Path, n: int, size: tuple[int, int], *, seed: int = SEED
         complete = json.loads(marker.read_text()) == want
     except (OSError, ValueError):
         complete = False
-    if not complete or not all((root / image_relpath(i)).exists() for i in range(n)):
+    if not complete or not all((root / image_relpath(i, formats)).exists() for i in range(n)):
         root.mkdir(parents=True, exist_ok=True)
-        todo = [i for i in range(n) if not (root / image_relpath(i)).exists()]
+        todo = [i for i in range(n) if not (root / image_relpath(i, formats)).exists()]
         if todo:
             log(f"generating {len(todo)} of {n} {size[0]}x{size[1]} images under {root} ...")
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(lambda i: _write_input(root, seed, i, *size), todo))
+            list(pool.map(lambda i: _write_input(root, seed, i, *size, formats), todo))
         generated = len(todo)
         marker.write_text(json.dumps(want))
-    nbytes = sum((root / image_relpath(i)).stat().st_size for i in range(n))
+    nbytes = sum((root / image_relpath(i, formats)).stat().st_size for i in range(n))
+    jpeg = {"both": (n + 1) // 2, "jpeg": n, "png": 0}[formats]
     return {"data_dir": str(root), "generated": generated,
             "generate_s": time.perf_counter() - t0 if generated else 0.0, "bytes": nbytes,
-            "jpeg": (n + 1) // 2, "png": n // 2}
+            "jpeg": jpeg, "png": n - jpeg}
 
 
 def list_inputs(root: Path) -> list[Path]:
@@ -282,15 +290,18 @@ def _event_timed_pipeline(spec: str):
 
 
 def gpuenhance_run(in_root: Path, out_root: Path, *, backend: str, batch_size: int,
-                   workers: int | None, pipe=None) -> dict:
+                   workers: int | None, pipe=None, decoder: str = "auto") -> dict:
     from gpuenhance import Pipeline
 
     pipe = pipe if pipe is not None else Pipeline(SPEC)
     t0 = time.perf_counter()
-    rep = pipe.run_files(in_root, out_root, backend=backend, batch_size=batch_size, workers=workers)
+    with _timing.RssSampler() as rss:
+        rep = pipe.run_files(in_root, out_root, backend=backend, batch_size=batch_size,
+                             workers=workers, decoder=decoder)
     wall = time.perf_counter() - t0
     out = {"images": rep.processed, "megapixels": rep.megapixels, "failed": len(rep.failures),
-           "seconds": wall, "report_seconds": rep.seconds, "engine": rep.engine}
+           "seconds": wall, "report_seconds": rep.seconds, "engine": rep.engine,
+           "decoder": rep.decoder, "peak_rss_mib": rss.peak_mib}
     if rep.failures:
         out["first_failure"] = f"{rep.failures[0][0]}: {rep.failures[0][1]}"
     return out
@@ -309,9 +320,13 @@ def _method_table(workers: int, gpu_problem: str | None, batch_sizes=(8, 1)) -> 
                     "kind": "plain", "workers": 0, "device": "cpu"})
     methods.append({"method": "opencv-loop-threads", "label": f"OpenCV loop, {workers} threads over files",
                     "kind": "plain", "workers": workers, "device": "cpu"})
-    methods.append({"method": "gpuenhance-cuda-b8", "label": "gpuenhance[cuda] run_files, batch 8",
-                    "kind": "gpuenhance", "backend": "cuda", "batch_size": 8, "workers": workers,
-                    "device": "gpu", "skip": gpu_problem})
+    for bs, decoder in ((32, "gpu"), (8, "gpu"), (8, "cpu")):
+        where = "nvImageCodec" if decoder == "gpu" else "OpenCV"
+        methods.append({"method": f"gpuenhance-cuda-b{bs}-{decoder}dec",
+                        "label": f"gpuenhance[cuda] run_files, batch {bs}, JPEG via {where}",
+                        "kind": "gpuenhance", "backend": "cuda", "batch_size": bs,
+                        "workers": workers, "device": "gpu", "decoder": decoder,
+                        "skip": gpu_problem})
     return methods
 
 
@@ -319,7 +334,7 @@ def _run_once(m: dict, in_root: Path, out_root: Path, pipe=None) -> dict:
     if m["kind"] == "plain":
         return plain_run(in_root, out_root, workers=m["workers"])
     return gpuenhance_run(in_root, out_root, backend=m["backend"], batch_size=m["batch_size"],
-                          workers=m["workers"], pipe=pipe)
+                          workers=m["workers"], pipe=pipe, decoder=m.get("decoder", "auto"))
 
 
 class _Method:
@@ -382,8 +397,9 @@ class _Method:
         row.update(images=last["images"], failed=last["failed"], megapixels=last["megapixels"],
                    wall_s=wall, run_walls_s=self.walls, images_s=last["images"] / wall,
                    mpix_s=last["megapixels"] / wall)
-        if "engine" in last:
-            row["engine"] = last["engine"]
+        for key in ("engine", "decoder", "peak_rss_mib"):
+            if key in last:
+                row[key] = last[key]
         if last.get("first_failure"):
             row["note"] = f"{last['failed']} failed, e.g. {last['first_failure']}"
         if self.pipe is not None:
@@ -468,17 +484,21 @@ def check_equal(in_root: Path, scratch: Path, k: int = CHECK_FILES) -> dict:
 
 def run(*, n: int | None = None, size: tuple[int, int] | None = None, smoke: bool = False,
         workers: int | None = None, repeat: int = 1, data_dir: Path | None = None,
-        seed: int = SEED, batch_sizes=(8, 1), log: Callable = print) -> dict:
+        seed: int = SEED, batch_sizes=(8, 1), log: Callable = print,
+        formats: str = "both") -> dict:
     """Generate (or reuse) the inputs, time every method, check equality; return the section."""
     n = n if n is not None else (SMOKE_N if smoke else DEFAULT_N)
     size = size if size is not None else (SMOKE_SIZE if smoke else DEFAULT_SIZE)
     if n < 2:
         raise ValueError(f"n must be at least 2 (one JPEG and one PNG); got {n}")
+    if formats not in FORMATS:
+        raise ValueError(f"formats must be one of {FORMATS}; got {formats!r}")
     workers_resolved = workers if workers is not None else min(8, os.cpu_count() or 1)
     threads = _timing.cpu_threads()
-    root = Path(data_dir) if data_dir is not None else default_data_dir(n, size, seed)
+    root = Path(data_dir) if data_dir is not None else default_data_dir(n, size, seed, formats)
     t0 = time.perf_counter()
-    data = ensure_inputs(root, n, size, seed=seed, workers=threads.get("affinity_cores") or 1, log=log)
+    data = ensure_inputs(root, n, size, seed=seed, workers=threads.get("affinity_cores") or 1,
+                         log=log, formats=formats)
     files = list_inputs(root)
     if len(files) != n:
         raise RuntimeError(f"{root} holds {len(files)} images, expected {n} (remove it to regenerate)")
@@ -544,18 +564,20 @@ def markdown(doc: dict) -> str:
         f"{s['opencv_threads']}, {s['workers']} I/O workers; median of {s['repeat']} run(s) after "
         f"{s['warmup']}. Ratios: plain loop time / method time (> 1: faster than the plain loop)."
         + (" **Smoke run: the times mean nothing.**" if doc.get("smoke") else "") + "\n")
-    out.append("| method | images/s | MPix/s | wall | × vs loop | × vs threaded loop | GPU busy |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append("| method | images/s | MPix/s | wall | × vs loop | × vs threaded loop | GPU busy "
+               "| peak RSS |")
+    out.append("|---|---|---|---|---|---|---|---|")
     for r in doc["rows"]:
         if r["status"] != "ok":
-            out.append(f"| {r['label']} | {r['status']}: {r['note']} ||||||")
+            out.append(f"| {r['label']} | {r['status']}: {r['note']} |||||||")
             continue
         busy = r.get("gpu_busy_share")
         ratio = lambda v: f"{v:.2f}" if v else "-"  # noqa: E731
         out.append(
             f"| {r['label']} | {r['images_s']:.2f} | {r['mpix_s']:.1f} | {r['wall_s']:.2f} s | "
             f"{ratio(r.get('ratio_vs_plain'))} | {ratio(r.get('ratio_vs_plain_threads'))} | "
-            + (f"{busy:.0%}" if busy is not None else "-") + " |")
+            + (f"{busy:.0%}" if busy is not None else "-") + " | "
+            + (f"{r['peak_rss_mib']:.0f} MiB" if r.get("peak_rss_mib") else "-") + " |")
     c = doc.get("check") or {}
     if c:
         out.append(f"\nSame result check: **{c['verdict']}** on {c['files']} files — {c['statement']}.")
@@ -581,6 +603,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=None,
                     help="input folder (generated there if missing; default: a cache under the temp folder)")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--formats", choices=FORMATS, default="both",
+                    help="input formats: half JPEG half PNG (default), all JPEG, or all PNG")
     ap.add_argument("--json", type=Path, default=None, help="write the section as JSON here")
     args = ap.parse_args(argv)
     if args.workers is not None and args.workers < 1:
@@ -588,7 +612,7 @@ def main(argv=None) -> int:
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     doc = run(n=args.n, size=args.size, smoke=args.smoke, workers=args.workers, repeat=args.repeat,
-              data_dir=args.data, seed=args.seed)
+              data_dir=args.data, seed=args.seed, formats=args.formats)
     print(markdown(doc))
     if args.json:
         from .report import _jsonable

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageMetadata", "read_metadata", "upright", "encode"]
+__all__ = ["ImageMetadata", "read_metadata", "upright", "encode", "jpeg_with_metadata"]
 
 ORIENTATION = 0x0112  # EXIF/TIFF tag 274
 
@@ -49,12 +49,16 @@ class ImageMetadata:
         applies it; it is kept here for reports.
     frames : int
         Pages (TIFF) or frames (animated PNG/WebP) in the file.
+    mode : str
+        How the pixels are stored, in Pillow's words ("RGB", "L", "CMYK", "I;16", ...; empty
+        when Pillow does not read the format): what tells a colour JPEG a GPU decoder may take.
     """
 
     exif: bytes | None = None
     icc_profile: bytes | None = None
     orientation: int = 1
     frames: int = 1
+    mode: str = ""
 
     @property
     def empty(self) -> bool:
@@ -95,6 +99,7 @@ def read_metadata(data: bytes) -> ImageMetadata:
                 icc = im.info.get("icc_profile") or None
                 frames = int(getattr(im, "n_frames", 1))
                 is_tiff = im.format == "TIFF"
+                mode = im.mode
     except Exception:  # noqa: BLE001 - not a format Pillow reads: no metadata to carry
         return ImageMetadata()
     if is_tiff:
@@ -116,7 +121,8 @@ def read_metadata(data: bytes) -> ImageMetadata:
         block = exif.tobytes()
         if block.startswith(_EXIF_HEADER):
             block = block[len(_EXIF_HEADER):]
-    return ImageMetadata(exif=block, icc_profile=icc, orientation=orientation, frames=frames)
+    return ImageMetadata(exif=block, icc_profile=icc, orientation=orientation, frames=frames,
+                         mode=mode)
 
 
 def upright(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -185,3 +191,63 @@ def encode(ext: str, img: np.ndarray, bgr: np.ndarray, params, metadata: ImageMe
     if not ok:
         raise OSError(f"OpenCV could not encode a {ext} image")
     return buf.tobytes(), dropped
+
+
+_ICC_HEADER = b"ICC_PROFILE\x00"
+_SEGMENT_MAX = 65535 - 2  # a JPEG segment's payload: the 16-bit length counts itself
+
+
+def jpeg_with_metadata(data: bytes, metadata: ImageMetadata | None) -> tuple[bytes, tuple[str, ...]]:
+    """Put *metadata* into an encoded JPEG that holds none (what a GPU encoder returns):
+    an APP1 ``Exif`` segment and the ICC profile in APP2 ``ICC_PROFILE`` chunks, after the
+    JFIF header; the entropy-coded data are not touched. Returns ``(bytes, dropped)``.
+
+    Examples
+    --------
+    >>> import cv2, io, numpy as np
+    >>> from PIL import Image
+    >>> exif = Image.Exif(); exif[0x010F] = "Camera"
+    >>> plain = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    >>> meta = ImageMetadata(exif=exif.tobytes()[6:], icc_profile=b"not checked here")
+    >>> out, dropped = jpeg_with_metadata(plain, meta)
+    >>> Image.open(io.BytesIO(out)).getexif()[0x010F], dropped
+    ('Camera', ())
+    """
+    if metadata is None or metadata.empty:
+        return data, ()
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("data must be a JPEG stream (starting with FF D8)")
+    # Walk the header segments (up to the first non-APP marker) and keep all but the
+    # encoder's own Exif/ICC segments, which ours replace; JFIF (APP0) stays first.
+    head, rest, i = [], b"", 2
+    while i + 4 <= len(data) and data[i] == 0xFF and 0xE0 <= data[i + 1] <= 0xEF:
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        segment = data[i : i + 2 + length]
+        payload = segment[4:]
+        mine = (data[i + 1] == 0xE1 and payload.startswith(_EXIF_HEADER)) or (
+            data[i + 1] == 0xE2 and payload.startswith(_ICC_HEADER)
+        )
+        if not mine:
+            head.append(segment)
+        i += 2 + length
+    rest = data[i:]
+    ours, dropped = [], []
+    if metadata.exif is not None:
+        payload = _EXIF_HEADER + metadata.exif
+        if len(payload) <= _SEGMENT_MAX:
+            ours.append(b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload)
+        else:
+            dropped.append("exif")
+    if metadata.icc_profile is not None:
+        room = _SEGMENT_MAX - len(_ICC_HEADER) - 2
+        chunks = [metadata.icc_profile[k : k + room]
+                  for k in range(0, len(metadata.icc_profile), room)]
+        if len(chunks) <= 255:
+            for n, chunk in enumerate(chunks, 1):
+                payload = _ICC_HEADER + bytes([n, len(chunks)]) + chunk
+                ours.append(b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload)
+        else:
+            dropped.append("icc_profile")
+    jfif = [s for s in head if s[1] == 0xE0][:1]
+    others = [s for s in head if s not in jfif]
+    return b"\xff\xd8" + b"".join(jfif + ours + others) + rest, tuple(dropped)

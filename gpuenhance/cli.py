@@ -158,10 +158,11 @@ def _finish(report) -> int:
 
 def _run_errors():
     """The exceptions a file run raises before any work, reported as usage errors."""
+    from .batch.codecs import GpuCodecUnavailableError
     from .batch.outdir import OutputFolderError
     from .batch.plan import NoImagesError
 
-    return (NoImagesError, OutputFolderError, FileNotFoundError)
+    return (NoImagesError, OutputFolderError, FileNotFoundError, GpuCodecUnavailableError)
 
 
 def _to_display(img: np.ndarray) -> np.ndarray:
@@ -320,6 +321,7 @@ def _cmd_run(args) -> int:
         max_tile=args.max_tile,
         quality=args.quality,
         png_compression=args.png_compression,
+        decoder=args.decoder,
         **options,
     )
     if use_samples and report.outputs:
@@ -495,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_engine_options(run, batch_default=None)
     _add_file_options(run, encoder=True)
+    run.add_argument(
+        "--decoder", choices=("auto", "gpu", "cpu"), default="auto",
+        help="where JPEGs are decoded and encoded on the CUDA engine: gpu (nvImageCodec, pixels "
+        "stay on the device), cpu (OpenCV, pixels identical to the CPU engine's), auto (gpu "
+        "where nvImageCodec works, else cpu with a warning) (default: %(default)s)",
+    )
     run.add_argument(
         "--max-tile", type=_max_tile, default=None, metavar="N|HxW",
         help="process images in tiles of at most N x N (or H x W) pixels, halos included; "

@@ -247,7 +247,7 @@ def _load_or_write_marker(marker: Path, items) -> tuple[dict, bool]:
 
 
 def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, max_tile,
-               encode_params=None):
+               encode_params=None, decoder="auto"):
     """One task: read, process and atomically write *items* (``[(input, output), ...]``).
 
     Returns ``(engine, [FileResult, ...])``. Idempotent: outputs are replaced atomically (never
@@ -260,7 +260,10 @@ def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, ma
     from .batch.report import FileResult
     from .batch.runner import process_files
 
+    from .batch.codecs import gpu_codec
+
     engine = resolve_engine(backend)  # this worker's engine (BackendUnavailableError: no GPU)
+    codec = gpu_codec(decoder, engine)  # this worker's GPU codec, if any
     before, first = _load_or_write_marker(Path(marker), items)
     done, todo = [], []
     for src, out in items:
@@ -275,6 +278,7 @@ def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, ma
     results = process_files(
         func, todo, engine=engine, batch_size=batch_size, workers=workers or 1,
         max_pixels=max_pixels, tile=_tiles.parse_max_tile(max_tile), encode_params=encode_params,
+        codec=codec,
     )
     return engine, done + results
 
@@ -352,6 +356,7 @@ def run_files(
     resume: bool = False,
     quality: int | None = None,
     png_compression: int | None = None,
+    decoder: str = "auto",
     report_name: str | None = None,
     on_start: Callable[[int], Any] | None = None,
 ):
@@ -406,6 +411,8 @@ def run_files(
         across runs); True raises ValueError.
     quality, png_compression : int, optional
         Encoder settings, as for :meth:`Pipeline.run_files`.
+    decoder : {"auto", "gpu", "cpu"}, optional
+        As for :meth:`Pipeline.run_files`, resolved on each worker for its own GPU.
     report_name : str, optional
         Write the report as JSON to ``out_dir/report_name`` while the run holds the folder.
     on_start : callable, optional
@@ -447,6 +454,7 @@ def run_files(
     (12, [])
     """
     from .batch import outdir
+    from .batch.codecs import DECODERS
     from .batch.plan import check_tile, encoder_settings, prepare_run, resolve_engine
     from .batch.report import RunReport
     from .pipeline import Pipeline
@@ -504,6 +512,9 @@ def run_files(
             )
 
     encoding, params = encoder_settings(quality, png_compression)
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(map(repr, DECODERS))}; "
+                         f"got {decoder!r}")
     out_dir = Path(out_dir)
     report = RunReport(pipeline=label, encoding=encoding)
     plan, files = prepare_run(inputs, out_dir, report)
@@ -517,7 +528,7 @@ def run_files(
         return report
     with outdir.hold(out_dir, {out.parent for _, out in plan}):
         _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size,
-                   files_per_task, workers, max_pixels, max_tile, params, n_workers,
+                   files_per_task, workers, max_pixels, max_tile, params, decoder, n_workers,
                    threads_per_worker, retries, progress)
         report.seconds = time.perf_counter() - start
         if report_name is not None:
@@ -526,8 +537,8 @@ def run_files(
 
 
 def _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size, files_per_task,
-               workers, max_pixels, max_tile, params, n_workers, threads_per_worker, retries,
-               progress):
+               workers, max_pixels, max_tile, params, decoder, n_workers, threads_per_worker,
+               retries, progress):
     """Submit one task per batch of *plan* and merge their results into *report*."""
     from distributed import as_completed
 
@@ -548,7 +559,7 @@ def _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size, 
                 for index, items in enumerate(batches):
                     fut = client.submit(
                         _run_batch, pipeline, items, str(state_dir / f"batch-{index:06d}.json"),
-                        backend, batch_size, workers, max_pixels, max_tile, params,
+                        backend, batch_size, workers, max_pixels, max_tile, params, decoder,
                         key=f"gpuenhance-files-{run_id}-{index}", retries=retries, pure=False,
                     )
                     futures[fut] = index

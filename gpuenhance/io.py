@@ -42,6 +42,10 @@ __all__ = [
     "image_size",
     "read_image",
     "read_image_with_metadata",
+    "EncodedImage",
+    "load_encoded",
+    "decode_encoded",
+    "encode_image",
     "write_bytes_atomically",
     "write_image",
 ]
@@ -314,6 +318,46 @@ def read_image_with_metadata(
     >>> img.shape, meta.orientation
     ((6, 4, 3), 6)
     """
+    return decode_encoded(load_encoded(path, max_pixels=max_pixels), max_pixels=max_pixels)
+
+
+class EncodedImage(NamedTuple):
+    """An image file read and checked but not decoded (see :func:`load_encoded`).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    data : numpy.ndarray
+        Its bytes (uint8).
+    metadata : ImageMetadata
+        EXIF, ICC profile, orientation, pages, and the stored pixel mode.
+    size : tuple of int or None
+        ``(width, height)`` as stored, from the header (None where the header did not say).
+    """
+
+    path: Path
+    data: np.ndarray
+    metadata: ImageMetadata
+    size: tuple | None
+
+    @property
+    def is_jpeg(self) -> bool:
+        return self.data.size >= 2 and self.data[0] == 0xFF and self.data[1] == 0xD8
+
+    @property
+    def upright_size(self) -> tuple | None:
+        """``(width, height)`` once the EXIF orientation is applied."""
+        if self.size is None:
+            return None
+        w, h = self.size
+        return (h, w) if self.metadata.orientation in (5, 6, 7, 8) else (w, h)
+
+
+def load_encoded(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> EncodedImage:
+    """Read an image file and check everything that can be checked before decoding it:
+    extension, emptiness, the size its header declares against *max_pixels*, visible
+    truncation, pages. Raises :class:`ImageReadError` as :func:`read_image` does."""
     path = Path(path)
     if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) < 1):
         raise ValueError(f"max_pixels must be a positive integer or None; got {max_pixels!r}")
@@ -350,6 +394,14 @@ def read_image_with_metadata(
             f"multi-page or animated image ({metadata.frames} pages); only single images are "
             f"processed, so it is skipped rather than cut to its first page",
         )
+    return EncodedImage(path, buf, metadata, size)
+
+
+def decode_encoded(
+    encoded: EncodedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, ImageMetadata]:
+    """Decode what :func:`load_encoded` read, with OpenCV, upright; ``(img, metadata)``."""
+    path, buf, metadata = encoded.path, encoded.data, encoded.metadata
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -515,12 +567,26 @@ def write_image(
 def write_image_keeping(path, img, *, params=(), metadata=None) -> tuple[str, ...]:
     """:func:`write_image` that returns, rather than warns about, the metadata it could not
     keep (``("exif", "icc_profile")``, a part of it, or an empty tuple)."""
+    encoded, dropped = encode_image(path, img, params=params, metadata=metadata)
+    write_bytes_atomically(path, encoded)
+    return dropped
+
+
+def encode_image(path, img, *, params=(), metadata=None) -> tuple[bytes, tuple[str, ...]]:
+    """The bytes :func:`write_image` would write to *path* (its extension picks the format),
+    and the kinds of *metadata* the format could not hold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data, dropped = encode_image("x.png", np.zeros((2, 3), np.uint8))
+    >>> data[:4], dropped
+    (b'\x89PNG', ())
+    """
     path = Path(path)
     data = _encodable(path, img)
     rgb = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
-    encoded, dropped = encode(path.suffix.lower(), rgb, data, params, metadata)
-    write_bytes_atomically(path, encoded)
-    return dropped
+    return encode(path.suffix.lower(), rgb, data, params, metadata)
 
 
 # --------------------------------------------------------------------------- discovery

@@ -439,6 +439,7 @@ class Pipeline:
         resume: bool = False,
         quality: int | None = None,
         png_compression: int | None = None,
+        decoder: str = "auto",
     ) -> RunReport:
         """Run the pipeline over image files, writing the results under *out_dir*.
 
@@ -474,6 +475,12 @@ class Pipeline:
             JPEG and WebP quality, 1 to 100 (default OpenCV's: 95 for JPEG, lossless WebP).
         png_compression : int, optional
             PNG compression level, 0 to 9 (default OpenCV's 1).
+        decoder : {"auto", "gpu", "cpu"}, optional
+            Where colour JPEGs are decoded and encoded on the CUDA engine: ``"gpu"``
+            (nvImageCodec, straight into and out of device memory: pixels never visit the
+            host), ``"cpu"`` (OpenCV: pixels identical to the CPU engine's) or ``"auto"``
+            (the GPU where nvImageCodec works, else the CPU with a warning saying why). See
+            :mod:`gpuenhance.batch.codecs`.
 
         Returns
         -------
@@ -489,6 +496,8 @@ class Pipeline:
             written, is an input folder, or is held by another live run (before any work).
         ValueError
             For a bad argument, or a *max_tile* smaller than the pipeline's halo.
+        gpuenhance.batch.codecs.GpuCodecUnavailableError
+            For ``decoder="gpu"`` where nvImageCodec or the CUDA engine does not work.
         gpuenhance.BackendUnavailableError
             For ``backend="cuda"`` where no GPU works (before any work).
 
@@ -535,4 +544,5 @@ class Pipeline:
             resume=resume,
             quality=quality,
             png_compression=png_compression,
+            decoder=decoder,
         )

@@ -19,6 +19,8 @@ from gpuenhance import Pipeline
 from gpuenhance.io import read_image, write_image
 from gpuenhance.pipeline import RunReport, Stage, parse_spec
 
+from fakes import FakeGPU
+
 SPEC = "median:ksize=3 | gaussian:sigma=1.2 | gamma:gamma=0.8"
 
 
@@ -308,97 +310,13 @@ def test_report_json(tmp_path):
 # --------------------------------------------------------------------------- CUDA staging
 
 
-class _FakeGPU:
-    """A stand-in for CupyDevice whose streams run lazily and adversarially.
-
-    Work is queued per stream and only runs when an event is synchronised; the scheduler then
-    runs the streams in a random interleaving that respects the event waits. A missing wait
-    or a buffer reused too early therefore shows up as a wrong result. Device arrays are
-    NumPy arrays wrapped in _Buf (filled with garbage when allocated).
-    """
-
-    class _Buf:
-        def __init__(self, shape, dtype):
-            self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-            self.data = np.full(shape, 0xAB, dtype=dtype) if self.dtype.kind in "ui" else np.full(shape, np.nan, dtype)
-            self.nbytes = self.data.nbytes
-
-    class _Event:
-        def __init__(self, gpu):
-            self.gpu, self.token = gpu, None
-
-        def record(self, stream):
-            token = {"done": False}
-            self.token = token
-            stream.ops.append(("mark", token))
-
-        def synchronize(self):
-            token = self.token
-            self.gpu.run_until(lambda: token is None or token["done"])
-
-    class _Stream:
-        def __init__(self, name):
-            self.name, self.ops = name, []
-
-        def wait_event(self, event):
-            self.ops.append(("wait", event.token))
-
-    def __init__(self, seed=0):
-        self.streams = []
-        self.log = []
-        self.pinned_bytes = 0
-        self.random = np.random.default_rng(seed)
-
-    def stream(self):
-        s = self._Stream(["up", "comp", "down"][len(self.streams)])
-        self.streams.append(s)
-        return s
-
-    def event(self):
-        return self._Event(self)
-
-    def pinned(self, nbytes):
-        self.pinned_bytes += nbytes
-        return np.zeros(nbytes, np.uint8)
-
-    def device_empty(self, shape, dtype, stream):
-        return self._Buf(shape, dtype)
-
-    def upload(self, dst, src, stream):
-        stream.ops.append(("run", lambda: (np.copyto(dst.data, src), self.log.append("up"))))
-
-    def launch(self, func, x, stream):
-        out = self._Buf(x.shape, x.dtype)
-        stream.ops.append(("run", lambda: (np.copyto(out.data, func(x.data)), self.log.append("comp"))))
-        return out
-
-    def download(self, dst, src, stream):
-        stream.ops.append(("run", lambda: (np.copyto(dst, src.data), self.log.append("down"))))
-
-    def run_until(self, done):
-        while not done():
-            runnable = [
-                s for s in self.streams
-                if s.ops and not (s.ops[0][0] == "wait" and s.ops[0][1] is not None
-                                  and not s.ops[0][1]["done"])
-            ]
-            if not runnable:
-                raise AssertionError("deadlock: no stream can make progress")
-            s = runnable[self.random.integers(len(runnable))]  # any order the waits allow
-            kind, arg = s.ops.pop(0)
-            if kind == "mark":
-                arg["done"] = True
-            elif kind == "run":
-                arg()
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_staged_runner_with_a_lazy_fake_gpu_equals_direct_calls(rng, depth, seed):
     from gpuenhance.batch.staging import StagedRunner
 
     pipe = Pipeline("median:ksize=3 | gamma:gamma=0.5")
-    gpu = _FakeGPU(seed)
+    gpu = FakeGPU(seed)
     runner = StagedRunner(lambda x: pipe(x), gpu, depth=depth)
     shapes = [(2, 9, 11, 3), (2, 9, 11, 3), (1, 5, 7, 1), (3, 9, 11, 3), (2, 9, 11, 3), (1, 4, 4, 3)]
     batches = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in shapes]
@@ -426,7 +344,7 @@ def test_staged_runner_with_a_lazy_fake_gpu_equals_direct_calls(rng, depth, seed
 def test_staged_runner_out_of_memory_falls_back_and_other_errors_are_returned(rng):
     from gpuenhance.batch.staging import StagedRunner
 
-    gpu = _FakeGPU()
+    gpu = FakeGPU()
     real_empty = gpu.device_empty
 
     def empty(shape, dtype, stream):

@@ -42,6 +42,8 @@ class RunReport:
     notes : list of (str, str)
         ``(output path, note)`` for outputs written with a caveat, e.g. metadata that their
         format could not hold.
+    decoder : str
+        Where JPEGs were decoded and encoded: ``"gpu"`` (nvImageCodec) or ``"cpu"`` (OpenCV).
     json_path : str or None
         Where :meth:`write_json` last wrote this report (not part of the JSON).
     """
@@ -57,6 +59,7 @@ class RunReport:
     passed_over: dict = field(default_factory=dict)
     encoding: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    decoder: str = "cpu"
     json_path: str | None = None
 
     @property

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -21,21 +22,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from .. import _backend, _tiles, _validate
+from .._metadata import jpeg_with_metadata
 from ..io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
-    read_image_with_metadata,
+    decode_encoded,
+    encode_image,
+    load_encoded,
+    write_bytes_atomically,
     write_image_keeping,
 )
 from . import outdir, staging
+from .codecs import gpu_codec
 from .manifest import Manifest
 from .plan import check_tile, encoder_settings, prepare_run, resolve_engine
 from .report import FileResult, RunReport, add_results
 
-__all__ = ["default_batch_size", "process_files", "run_files"]
+__all__ = ["default_batch_size", "default_max_bytes", "process_files", "run_files"]
 
 
 def _tileable(func) -> bool:
@@ -100,21 +107,34 @@ def process_files(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     tile=None,
     encode_params: dict | None = None,
+    codec=None,
+    device=None,
+    max_bytes: int | None = None,
     on_written: Callable[[Any, Any, os.stat_result], Any] | None = None,
     progress: Callable[[int], Any] | None = None,
 ) -> list[FileResult]:
     """Read, process and atomically write every ``(src, out)`` of *pairs*; nothing else.
 
-    Inputs are decoded on a pool of *workers* threads; images of one shape and dtype are
-    stacked into batches of at most *batch_size* for ``func(batch, backend=engine)`` (and
+    Files are read and checked on a pool of *workers* threads. Images of one shape and dtype
+    are batched (at most *batch_size*) for ``func(batch, backend=engine)`` (and
     ``max_tile=tile`` when *tile* is given; grayscale as one channel, RGBA on its RGB channels
-    with alpha passed through); outputs are written with :func:`gpuenhance.io.write_image` on
-    the pool (OpenCV ``imwrite`` flags per extension from *encode_params*; the input's EXIF and ICC profile carried over, pixels
-    upright), each followed there by ``on_written(src, out, stat)`` (*stat*: the input's
-    ``os.stat`` taken before it was decoded). A float image holding NaN is reported, not
-    processed. On the CUDA engine batches are staged
-    (:mod:`gpuenhance.batch.staging`); running out of device memory splits a batch and, for a
-    :class:`~gpuenhance.Pipeline`, tiles a single image.
+    with alpha passed through).
+
+    - With a GPU *codec* (:mod:`gpuenhance.batch.codecs`) on the CUDA engine, the colour JPEGs
+      it accepts are never decoded on the host: their bytes are decoded in batches into device
+      memory, processed there, encoded on the GPU and written
+      (:class:`~gpuenhance.batch.staging.DeviceRunner`; *device* is its stand-in in tests).
+    - Every other image is decoded by OpenCV on the pool; on the CUDA engine its batches are
+      staged through pinned memory (:class:`~gpuenhance.batch.staging.StagedRunner`), on the
+      CPU engine filtered on the pool's threads in parallel.
+
+    Outputs are written atomically on the pool (OpenCV ``imwrite`` flags per extension from
+    *encode_params*; the input's EXIF and ICC profile carried over, pixels upright), each
+    followed there by ``on_written(src, out, stat)`` (*stat*: the input's ``os.stat`` taken
+    before it was read). Decoded images waiting for a batch are bounded by *max_bytes*
+    (default :func:`default_max_bytes`): past it the oldest group is processed early. A float
+    image holding NaN is reported, not processed. Running out of device memory splits a batch
+    and, for a tileable *func*, tiles a single image.
 
     A file that cannot be read, processed or written (``on_written`` included) is a result with
     an error, the rest go on; :class:`gpuenhance.BackendUnavailableError` propagates.
@@ -122,18 +142,40 @@ def process_files(
     """
     results: list[FileResult] = []
     encode_params = encode_params or {}
+    batch_size = default_batch_size(engine) if batch_size is None else batch_size
+    max_bytes = default_max_bytes(batch_size) if max_bytes is None else max_bytes
 
     def finish(src, out, error: str | None, megapixels: float = 0.0, note=None):
         results.append(FileResult(src, out, error, megapixels, note))
         if progress is not None:
             progress(1)
 
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io")
+    runner = _make_runner(func, engine, tile, pool, workers)
+    encoder = None  # the GPU codec's encoding thread, when there is one
+    on_device = None
+    if codec is not None and engine == "cuda" and tile is None:
+        device = device or staging.cuda_device_or_none()
+        if device is not None:
+            encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuenhance-encode")
+            on_device = staging.DeviceRunner(
+                lambda x: func(x, backend="cuda"), device, codec, encoder,
+                host_encode=lambda img, q: encode_image(
+                    "image.jpg", img, params=(cv2.IMWRITE_JPEG_QUALITY, q))[0],
+                depth=3, fatal=(_backend.BackendUnavailableError,),
+            )
+    jpeg_params = tuple(encode_params.get(".jpg", ()))
+    jpeg_quality = jpeg_params[1] if jpeg_params[:1] == (cv2.IMWRITE_JPEG_QUALITY,) else 95
+
     def read(src):
         try:
-            stat = os.stat(src)  # before decoding: on_written describes what was read
+            stat = os.stat(src)  # before reading: on_written describes what was read
         except OSError as exc:
             raise ImageReadError(src, exc.strerror or str(exc)) from exc
-        img, meta = read_image_with_metadata(src, max_pixels=max_pixels)
+        encoded = load_encoded(src, max_pixels=max_pixels)
+        if on_device is not None and codec.accepts(encoded) and encoded.upright_size:
+            return encoded, None, encoded.metadata, stat  # decoded on the GPU
+        img, meta = decode_encoded(encoded, max_pixels=max_pixels)
         if img.dtype.kind == "f":
             nan = int(np.count_nonzero(np.isnan(img)))
             if nan:
@@ -141,23 +183,30 @@ def process_files(
                     src, f"{nan} NaN values in the image; NaN is not a pixel value, so the "
                     f"image is not processed"
                 )
-        return img, meta, stat
+        return None, img, meta, stat
+
+    def note_for(out, dropped, what):
+        if not dropped:
+            return None
+        return (f"written without the input's {' and '.join(dropped)}: a "
+                f"{os.path.splitext(str(out))[1]} file of {what} cannot hold them")
 
     def write(img, src, out, stat, meta):
         params = encode_params.get(os.path.splitext(str(out))[1].lower(), ())
         dropped = write_image_keeping(out, img, params=params, metadata=meta)
         if on_written is not None:
             on_written(src, out, stat)
-        if dropped:
-            return (f"written without the input's {' and '.join(dropped)}: a {os.path.splitext(str(out))[1]} "
-                    f"file of {img.dtype} {'colour' if img.ndim == 3 else 'grey'} cannot hold them")
-        return None
+        return note_for(out, dropped, f"{img.dtype} {'colour' if img.ndim == 3 else 'grey'}")
 
-    batch_size = default_batch_size(engine) if batch_size is None else batch_size
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuenhance-io")
-    runner = _make_runner(func, engine, tile, pool, workers)
-    groups: dict[tuple, list] = {}  # (shape, dtype) -> [(src, out, img, stat, meta)] to batch
-    pending = 0  # images in *groups*
+    def write_encoded(data, src, out, stat, meta):
+        data, dropped = jpeg_with_metadata(data, meta)
+        write_bytes_atomically(out, data)
+        if on_written is not None:
+            on_written(src, out, stat)
+        return note_for(out, dropped, "this size")
+
+    groups: dict[tuple, list] = {}  # key -> [(src, out, encoded, img, stat, meta)] to batch
+    held = {"images": 0, "bytes": 0}  # what *groups* hold
     writes: deque = deque()  # (src, out, megapixels, future), in submission order
 
     def collect_writes(keep: int):
@@ -174,68 +223,130 @@ def process_files(
             else:
                 finish(src, out, None, mp, note)
 
+    def fail_all(items, error):
+        for src, out, *_ in items:
+            finish(src, out, f"processing failed: {type(error).__name__}: {error}")
+
     def emit(finished):
-        for (items, stack, alpha), result, error in finished:
+        for context, result, error in finished:
+            if context[0] == "device":
+                _, items, shape = context
+                if error is not None:
+                    fail_all(items, error)
+                    continue
+                mp = shape[0] * shape[1] / 1e6
+                for (src, out, _, _, stat, meta), data in zip(items, result):
+                    if isinstance(data, ImageReadError):  # neither decoder could read it
+                        finish(src, out, data.reason)
+                    elif isinstance(data, Exception):
+                        finish(src, out, f"processing failed: {type(data).__name__}: {data}")
+                    else:
+                        writes.append((src, out, mp, pool.submit(
+                            write_encoded, data, src, out, stat, meta)))
+                continue
+            _, items, stack, alpha = context
             if error is None and (result.shape != stack.shape or result.dtype != stack.dtype):
                 error = ValueError(
                     f"stage output has shape {result.shape} {result.dtype}, "
                     f"expected {stack.shape} {stack.dtype}"
                 )
             if error is not None:
-                for src, out, *_ in items:
-                    finish(src, out, f"processing failed: {type(error).__name__}: {error}")
+                fail_all(items, error)
                 continue
             if alpha is not None:
                 result = np.concatenate([result, alpha], axis=-1)
-            for i, (src, out, img, stat, meta) in enumerate(items):
+            for i, (src, out, _, img, stat, meta) in enumerate(items):
                 out_img = result[i][..., 0] if img.ndim == 2 else result[i]
                 mp = img.shape[0] * img.shape[1] / 1e6
                 writes.append((src, out, mp, pool.submit(write, out_img, src, out, stat, meta)))
 
     def flush(key):
-        nonlocal pending
         items = groups.pop(key)
-        pending -= len(items)
-        stack = np.stack([img for _, _, img, *_ in items])
+        held["images"] -= len(items)
+        held["bytes"] -= sum(_nbytes(item) for item in items)
+        if key[0] == "device":
+            shape = key[1]
+            emit(on_device.submit(
+                [enc.data for _, _, enc, *_ in items], ("device", items, shape), shape=shape,
+                host_decoders=[functools.partial(_decoded, enc, max_pixels)
+                               for _, _, enc, *_ in items],
+                quality=jpeg_quality,
+            ))
+            return
+        stack = np.stack([img for _, _, _, img, *_ in items])
         if stack.ndim == 3:  # grayscale: (N, H, W) -> (N, H, W, 1)
             stack = stack[..., None]
         alpha = None
         if stack.shape[-1] == 4:
             alpha = stack[..., 3:]
             stack = np.ascontiguousarray(stack[..., :3])
-        emit(runner.submit(stack, (items, stack, alpha)))
+        emit(runner.submit(stack, ("host", items, stack, alpha)))
 
-    with pool:
-        window = max(2 * workers, batch_size)  # reads in flight
-        todo = iter(pairs)
-        reads: deque = deque()
-        while True:
-            for src, out in itertools.islice(todo, window - len(reads)):
-                reads.append((src, out, pool.submit(read, src)))
-            if not reads:
-                break
-            src, out, fut = reads.popleft()
-            try:
-                img, meta, stat = fut.result()
-            except ImageReadError as exc:
-                finish(src, out, exc.reason)
-                continue
-            except Exception as exc:  # noqa: BLE001
-                finish(src, out, f"{type(exc).__name__}: {exc}")
-                continue
-            key = (img.shape, img.dtype.str)
-            groups.setdefault(key, []).append((src, out, img, stat, meta))
-            pending += 1
-            if len(groups[key]) >= batch_size:
+    try:
+        with pool:
+            window = max(2 * workers, batch_size)  # reads in flight
+            todo = iter(pairs)
+            reads: deque = deque()
+            while True:
+                for src, out in itertools.islice(todo, window - len(reads)):
+                    reads.append((src, out, pool.submit(read, src)))
+                if not reads:
+                    break
+                src, out, fut = reads.popleft()
+                try:
+                    encoded, img, meta, stat = fut.result()
+                except ImageReadError as exc:
+                    finish(src, out, exc.reason)
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    finish(src, out, f"{type(exc).__name__}: {exc}")
+                    continue
+                if img is None:
+                    w, h = encoded.upright_size
+                    key = ("device", (h, w, 3))
+                else:
+                    key = ("host", img.shape, img.dtype.str)
+                item = (src, out, encoded, img, stat, meta)
+                groups.setdefault(key, []).append(item)
+                held["images"] += 1
+                held["bytes"] += _nbytes(item)
+                if len(groups[key]) >= batch_size:
+                    flush(key)
+                while groups and (held["images"] > 4 * batch_size or held["bytes"] > max_bytes):
+                    flush(next(iter(groups)))  # oldest group first
+                collect_writes(keep=2 * workers)  # encoded images waiting are bounded too
+            for key in list(groups):
                 flush(key)
-            while pending > 4 * batch_size:
-                flush(next(iter(groups)))  # oldest group first
-            collect_writes(keep=2 * workers)  # encoded images waiting are bounded too
-        for key in list(groups):
-            flush(key)
-        emit(runner.drain())
-        collect_writes(keep=0)
+            emit(runner.drain())
+            if on_device is not None:
+                emit(on_device.drain())
+            collect_writes(keep=0)
+    finally:
+        if encoder is not None:
+            encoder.shutdown(wait=True)
     return results
+
+
+def _nbytes(item) -> int:
+    """Host bytes an item waiting for its batch holds (decoded pixels, or the file's bytes)."""
+    _, _, encoded, img, *_ = item
+    return img.nbytes if img is not None else encoded.data.nbytes
+
+
+def _decoded(encoded, max_pixels):
+    return decode_encoded(encoded, max_pixels=max_pixels)[0]
+
+
+def default_max_bytes(batch_size: int) -> int:
+    """Host bytes the images waiting for a batch may hold by default: room for four batches
+    of 4K RGB images (4 x batch_size x 24 MiB), at least 256 MiB, at most a quarter of the
+    machine's memory where that is known."""
+    budget = max(256 << 20, 4 * batch_size * 3840 * 2160 * 3)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return budget
+    return min(budget, max(64 << 20, total // 4))
 
 
 def run_files(
@@ -253,6 +364,7 @@ def run_files(
     resume: bool = False,
     quality: int | None = None,
     png_compression: int | None = None,
+    decoder: str = "auto",
     report_name: str | None = None,
     on_start: Callable[[int], Any] | None = None,
 ) -> RunReport:
@@ -276,8 +388,10 @@ def run_files(
     check_tile(func, tile)
     encoding, params = encoder_settings(quality, png_compression)
     engine = resolve_engine(backend)
+    codec = gpu_codec(decoder, engine)  # before any work: decoder="gpu" may be refused
     out_dir = Path(out_dir)
-    report = RunReport(engine=engine, pipeline=label, encoding=encoding)
+    report = RunReport(engine=engine, pipeline=label, encoding=encoding,
+                       decoder="gpu" if codec is not None else "cpu")
     plan, files = prepare_run(inputs, out_dir, report)
     if on_start is not None:
         on_start(len(files))
@@ -300,7 +414,7 @@ def run_files(
         try:
             results = process_files(
                 func, plan, engine=engine, batch_size=batch_size, workers=workers,
-                max_pixels=max_pixels, tile=tile, encode_params=params,
+                max_pixels=max_pixels, tile=tile, encode_params=params, codec=codec,
                 on_written=manifest.record, progress=progress,
             )
         finally:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import _tiles
 
-__all__ = ["CupyDevice", "PoolRunner", "StagedRunner", "SyncRunner"]
+__all__ = ["CupyDevice", "DeviceRunner", "PoolRunner", "StagedRunner", "SyncRunner"]
 
 #: (context, result, error): what runners hand back for every submitted batch.
 Finished = tuple
@@ -140,6 +140,22 @@ class CupyDevice:
         """Run ``func(x)`` with *stream* current; returns a C-contiguous device array."""
         with stream:
             return self.cp.ascontiguousarray(func(x))
+
+    def stack(self, images, stream):
+        """One (N, H, W, C) device batch of same-shape device images (a device-side copy)."""
+        with stream:
+            return self.cp.stack(images)
+
+    def from_host(self, img: np.ndarray, stream):
+        """A device copy of host *img* (pageable; the rare path of a GPU decode that failed)."""
+        with stream:
+            return self.cp.asarray(img)
+
+    def to_host(self, x, stream) -> np.ndarray:
+        """*x* on the host, once *stream* has produced it (the rare path of a GPU encode that
+        failed)."""
+        stream.synchronize()
+        return self.cp.asnumpy(x)
 
     def download(self, dst: np.ndarray, src, stream) -> None:
         """Asynchronous device-to-host copy of contiguous *src* into pinned *dst*."""
@@ -297,6 +313,114 @@ class StagedRunner:
         finally:
             job.dev_out = None  # only now may the pool reuse the output's memory
         return (job.context, result, None)
+
+
+# --------------------------------------------------------------------------- device-resident
+
+
+@dataclass
+class _DeviceJob:
+    context: Any
+    encoded: Any  # Future of [bytes or Exception, ...], one per image
+
+
+class DeviceRunner:
+    """Runs batches of encoded images (JPEG bytes) through a GPU codec and a batch function
+    without their pixels visiting the host: decode on the *decode* stream, stack and compute on
+    the *compute* stream, encode on the *encode* stream, each stream waiting on the previous
+    one's event. Decoding happens in the caller's thread, encoding on a single *encoder* thread,
+    so batch ``k + 1`` decodes while ``k`` computes and ``k - 1`` encodes; at most *depth*
+    batches are in flight, and a batch's device arrays live until its encode is done.
+
+    ``submit(datas, context, shape=..., host_decoders=..., quality=...)`` returns the batches
+    finished so far as ``(context, [bytes or Exception per image], error)``. An image the GPU
+    decoder rejects, or returns in another shape than *shape* (the upright (H, W, C) the file
+    declares), is decoded by its ``host_decoders[i]()`` and uploaded; one the GPU encoder
+    rejects is downloaded and encoded by ``host_encode(img, quality)``.
+    """
+
+    def __init__(self, func: Callable, device, codec, encoder_pool, *, host_encode: Callable,
+                 depth: int = 3, fatal: tuple = ()):
+        self.func = func
+        self.device = device
+        self.codec = codec
+        self.pool = encoder_pool
+        self.host_encode = host_encode
+        self.depth = max(1, depth)
+        self.fatal = fatal
+        self.dec, self.comp, self.enc = device.stream(), device.stream(), device.stream()
+        self.inflight: deque[_DeviceJob] = deque()
+
+    def _done(self, job: _DeviceJob) -> Finished:
+        try:
+            return (job.context, job.encoded.result(), None)
+        except self.fatal:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the whole batch failed to encode
+            return (job.context, None, exc)
+
+    def submit(self, datas, context, *, shape, host_decoders, quality: int = 95
+               ) -> list[Finished]:
+        finished = []
+        while self.inflight and (len(self.inflight) >= self.depth
+                                 or self.inflight[0].encoded.done()):
+            finished.append(self._done(self.inflight.popleft()))
+        dev = self.device
+        failed: dict[int, Exception] = {}  # images that neither decoder could decode
+        try:
+            images = self.codec.decode(datas, self.dec)
+            for i, img in enumerate(images):
+                if img is None or tuple(img.shape) != tuple(shape):
+                    # e.g. a JPEG feature the GPU decoder lacks: OpenCV decodes this one
+                    try:
+                        images[i] = dev.from_host(host_decoders[i](), self.dec)
+                    except self.fatal:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - reported for that image
+                        failed[i] = exc
+            kept = [img for i, img in enumerate(images) if i not in failed]
+            if not kept:
+                finished.append((context, [failed[i] for i in range(len(datas))], None))
+                return finished
+            decoded = dev.event()
+            decoded.record(self.dec)
+            self.comp.wait_event(decoded)
+            batch = dev.stack(kept, self.comp)
+            result = dev.launch(self.func, batch, self.comp)
+            computed = dev.event()
+            computed.record(self.comp)
+        except self.fatal:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported for the batch's images
+            finished.append((context, None, exc))
+            return finished
+        fut = self.pool.submit(self._encode, result, batch, computed, quality, failed,
+                               len(datas))
+        self.inflight.append(_DeviceJob(context, fut))
+        return finished
+
+    def _encode(self, result, batch, computed, quality, failed, count):
+        # *batch* is held until here: its memory stays allocated while the compute stream
+        # may still read it.
+        self.enc.wait_event(computed)
+        images = [result[i] for i in range(result.shape[0])]
+        encoded = self.codec.encode(images, quality, self.enc)
+        for i, data in enumerate(encoded):
+            if data is None:
+                try:
+                    encoded[i] = self.host_encode(self.device.to_host(images[i], self.enc),
+                                                  quality)
+                except Exception as exc:  # noqa: BLE001 - reported for that image
+                    encoded[i] = exc
+        del batch
+        produced = iter(encoded)
+        return [failed[i] if i in failed else next(produced) for i in range(count)]
+
+    def drain(self) -> list[Finished]:
+        out = []
+        while self.inflight:
+            out.append(self._done(self.inflight.popleft()))
+        return out
 
 
 def cuda_device_or_none():
