@@ -443,6 +443,8 @@ def _format_info(report: dict) -> str:
     for key in ("gpuenhance", "python", "numpy", "opencv", "cupy"):
         value = report.get(key)
         lines.append(f"{key + ':':<12}{value if value is not None else 'not installed'}")
+    if "jpeg_codec" in report:
+        lines.append(f"{'jpeg codec:':<12}{report['jpeg_codec']}")
     lines.append("engines:")
     for name, state in report.get("engines", {}).items():
         lines.append(f"  {name + ':':<15}{state}")
@@ -459,7 +461,12 @@ def _format_info(report: dict) -> str:
 def _cmd_info(args) -> int:
     from . import info
 
+    from .batch.codecs import gpu_codec_problem
+
     report = info()
+    problem = gpu_codec_problem()
+    report["jpeg_codec"] = ("gpu (nvImageCodec)" if problem is None
+                            else f"cpu (OpenCV); the GPU codec is unavailable: {problem}")
     if args.json:
         print(json.dumps(report, indent=2))
     else:

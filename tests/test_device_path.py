@@ -308,3 +308,13 @@ def test_nvimgcodec_run_matches_the_cpu_decoder_run_within_the_bound(
         assert a.shape == b.shape
         # decode difference, filtered, then two JPEG encoders: a looser bound than decode alone
         assert np.abs(a.astype(int) - b).mean() <= 2 * GPU_DECODE_MEAN_DIFF + 1.0, name
+
+
+def test_info_names_the_jpeg_codec_and_why(monkeypatch, capsys):
+    monkeypatch.setattr(codecs, "gpu_codec_problem", lambda: "nvImageCodec is not importable")
+    assert main(["info"]) == 0
+    assert "jpeg codec: cpu (OpenCV); the GPU codec is unavailable: nvImageCodec is not " \
+           "importable" in capsys.readouterr().out
+    monkeypatch.setattr(codecs, "gpu_codec_problem", lambda: None)
+    assert main(["info", "--json"]) == 0
+    assert '"jpeg_codec": "gpu (nvImageCodec)"' in capsys.readouterr().out
