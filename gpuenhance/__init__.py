@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from . import degrade, metrics
 from ._backend import BackendUnavailableError, info
+from .contrast import clahe, equalize_hist
 from .filters import gaussian_filter, median_filter
 from .local import EnhanceResult, enhance_roi
 from .pipeline import Pipeline
@@ -19,8 +20,10 @@ __all__ = [
     "LMSRestorer",
     "Pipeline",
     "apply_lut",
+    "clahe",
     "degrade",
     "enhance_roi",
+    "equalize_hist",
     "gamma_correct",
     "gaussian_filter",
     "info",

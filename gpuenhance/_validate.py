@@ -99,3 +99,33 @@ def same_shape(a, b, names: tuple[str, str]) -> None:
             f"{names[0]} and {names[1]} must have the same shape; "
             f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+INTEGER_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+def gray_or_rgb(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
+    """Check *img* as for :func:`image`, with one channel ((H, W) or C = 1) or three (RGB).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`image`; ValueError for a channel count other than 1 or 3.
+    """
+    image(img, name, dtypes=dtypes)
+    if img.ndim >= 3 and img.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{name} must have 1 channel or 3 (RGB); got {img.shape[-1]} channels "
+            f"(shape {tuple(img.shape)})"
+        )
+
+
+def pair(value, name: str, *, low: int, high: int) -> tuple[int, int]:
+    """Return *value* (an int n, or a pair of ints) as ``(a, b)``, each in [low, high]."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an integer or a pair of integers; got {value!r}")
+        return (integer(value[0], f"{name}[0]", low=low, high=high),
+                integer(value[1], f"{name}[1]", low=low, high=high))
+    v = integer(value, name, low=low, high=high)
+    return (v, v)

@@ -9,6 +9,7 @@ MODULES = [
     "gpuenhance._backend",
     "gpuenhance.filters",
     "gpuenhance.tone",
+    "gpuenhance.contrast",
     "gpuenhance.restore",
     "gpuenhance.local",
     "gpuenhance.degrade",

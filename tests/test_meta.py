@@ -16,6 +16,8 @@ PUBLIC_OPS = {
     "gamma_correct",
     "LMSRestorer",
     "enhance_roi",
+    "equalize_hist",
+    "clahe",
 }
 
 
