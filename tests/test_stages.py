@@ -1,0 +1,162 @@
+"""The pipeline's stage table: new stages, the lut file stage, spec spacing, the stage help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from gpuenhance import Pipeline, apply_lut, clahe, equalize_hist, median_filter
+from gpuenhance.pipeline import STAGES, Stage, parse_spec, stage_help
+
+
+def test_spaces_around_equals_colons_and_bars_are_accepted():
+    tight = parse_spec("median:ksize=5,border=reflect|gamma:gamma=0.8,gain=0.5")
+    for spec in (
+        "median : ksize = 5 , border = reflect | gamma : gamma = 0.8 gain = 0.5",
+        "  median:ksize= 5:border =reflect  |  gamma:gamma =0.8:gain= 0.5 ",
+        "median:ksize=5 border=reflect | gamma: gamma=0.8, gain=0.5",
+    ):
+        assert parse_spec(spec) == tight, spec
+
+
+@pytest.mark.parametrize(
+    "spec, fragments",
+    [
+        ("median:ksize = ", ["stage 1 'median'", "malformed parameter 'ksize='"]),
+        ("median:ksize=3 5", ["stage 1 'median'", "malformed parameter ksize='3 5'"]),
+        ("median:3", ["stage 1 'median'", "malformed parameter '3'"]),
+        ("clahe:tile_grid=8y8", ["stage 1 'clahe'", "malformed tile_grid='8y8'"]),
+        ("clahe:tile_grid=0x8", ["stage 1 'clahe'", "tile_grid[0] must be in [1, 256]"]),
+        ("clahe:clip_limit=-1", ["stage 1 'clahe'", "clip_limit must be >= 0"]),
+        ("equalize:bins=3", ["stage 1 'equalize'", "unknown parameter 'bins'; expected none"]),
+        ("lut", ["stage 1 'lut'", "missing required parameter 'file'"]),
+    ],
+)
+def test_bad_new_stage_specs_name_stage_and_parameter(spec, fragments):
+    with pytest.raises(ValueError) as info:
+        Pipeline(spec)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_spec_round_trips_grids():
+    pipe = Pipeline("clahe : clip_limit=2 : tile_grid=4x6 | equalize")
+    assert pipe.stages[0].kwargs == {"clip_limit": 2.0, "tile_grid": (4, 6)}
+    assert Pipeline(pipe.spec) == pipe
+    assert Pipeline("clahe:tile_grid=3").stages[0].kwargs == {"tile_grid": (3, 3)}
+
+
+# ---------------------------------------------------------------------------------- lut
+
+
+@pytest.fixture
+def table_file(tmp_path, rng):
+    def write(table, name="table.npy"):
+        path = tmp_path / name
+        np.save(path, table)
+        return str(path)
+
+    return write
+
+
+@pytest.mark.parametrize("dtype,entries", [(np.uint8, 256), (np.uint16, 65536)])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_lut_stage_equals_apply_lut(backend, rng, table_file, dtype, entries, per_channel):
+    shape = (entries, 3) if per_channel else (entries,)
+    table = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    img = rng.integers(0, np.iinfo(dtype).max + 1, (2, 7, 9, 3), dtype=dtype)
+    path = table_file(table)
+    out = Pipeline(f"lut:file={path}")(img, backend=backend)
+    np.testing.assert_array_equal(out, apply_lut(img, table))
+    # after a filter (fused into the filter kernel where the engine can)
+    out = Pipeline(f"median:ksize=3 | lut : file = {path}")(img, backend=backend)
+    np.testing.assert_array_equal(out, apply_lut(median_filter(img, 3), table))
+
+
+def test_lut_stage_uint8_equals_cv2_lut(rng, table_file):
+    table = rng.integers(0, 256, 256, dtype=np.uint8)
+    img = rng.integers(0, 256, (11, 13), dtype=np.uint8)
+    out = Pipeline(f"lut:file={table_file(table)}")(img)
+    np.testing.assert_array_equal(out, cv2.LUT(img, table))
+
+
+def test_lut_stage_refuses_bad_files_naming_them(tmp_path, table_file):
+    cases = {
+        "missing.npy": None,
+        "objects.npy": np.array([{"a": 1}], dtype=object),
+        "float.npy": np.zeros(256, np.float32),
+        "short.npy": np.zeros(255, np.uint8),
+        "three_d.npy": np.zeros((256, 1, 1), np.uint8),
+        "u16_small.npy": np.zeros(256, np.uint16),
+    }
+    for name, table in cases.items():
+        path = tmp_path / name
+        if table is not None:
+            np.save(path, table, allow_pickle=True)
+        with pytest.raises(ValueError) as info:
+            Pipeline(f"lut:file={path}")
+        assert name in str(info.value) and "stage 1 'lut'" in str(info.value), name
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"not a numpy file at all")
+    npz = tmp_path / "archive.npz"
+    np.savez(npz, t=np.zeros(256, np.uint8))
+    for path in (garbage, npz):
+        with pytest.raises(ValueError, match=path.name):
+            Pipeline(f"lut:file={path}")
+
+
+def test_lut_stage_dtype_mismatch_names_the_file(table_file):
+    path = table_file(np.zeros(256, np.uint8), "u8.npy")
+    with pytest.raises(TypeError, match="u8.npy.*uint8 table.*uint16"):
+        Pipeline(f"lut:file={path}")(np.zeros((4, 4), np.uint16))
+
+
+# ------------------------------------------------------------------- statistics stages
+
+
+@pytest.mark.equivalence("equalize_hist", "clahe")
+def test_statistics_stages_equal_their_ops(backend, rng):
+    img = (rng.random((2, 19, 23, 3)) ** 2 * 200).astype(np.uint8)
+    out = Pipeline("equalize | clahe:clip_limit=2:tile_grid=3x2")(img, backend=backend)
+    np.testing.assert_array_equal(out, clahe(equalize_hist(img), 2.0, (3, 2)))
+
+
+@pytest.mark.parametrize("tile", [8, (6, 11)])
+def test_tiled_pipeline_with_statistics_stages_equals_whole_image(rng, tile):
+    img = (rng.random((2, 29, 37, 3)) ** 2 * 200).astype(np.uint8)
+    pipe = Pipeline("median:ksize=3 | equalize | gaussian:sigma=1 | clahe:tile_grid=3 | "
+                    "gamma:gamma=0.8")
+    np.testing.assert_array_equal(pipe(img, max_tile=tile), pipe(img))
+    assert [len(s) for s in pipe._segments()] == [1, 1, 1, 1, 1]
+
+
+# ---------------------------------------------------------------------------------- help
+
+
+def test_stage_help_lists_every_stage_and_parameter_with_its_range():
+    from gpuenhance.contrast import CLAHE_TILES_MAX
+    from gpuenhance.filters import MEDIAN_KSIZE_MAX
+
+    text = stage_help()
+    for name, kind in STAGES.items():
+        assert f"\n  {name} " in text
+        for p in kind.params:
+            assert f"      {p.name} " in text and p.accepts in text
+    assert f"odd, 1..{MEDIAN_KSIZE_MAX} (required)" in text
+    assert f"each 1..{CLAHE_TILES_MAX} (default 8x8)" in text
+    assert "(default 40.0)" in text  # clahe's own default
+
+
+def test_run_help_shows_the_stage_table():
+    out = subprocess.run([sys.executable, "-m", "gpuenhance", "run", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert stage_help() in out
+
+
+def test_stage_defaults_come_from_the_op():
+    assert Stage("clahe").resolved() == {"clip_limit": 40.0, "tile_grid": (8, 8)}
+    assert Stage("median", {"ksize": 3}).resolved() == {"ksize": 3, "border": "replicate"}
