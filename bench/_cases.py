@@ -23,7 +23,10 @@ LMS_EPOCHS = 1
 PATCH = {"ksize": 3, "patch": 32, "batch": 256, "steps": 50}
 PATCH_SMOKE = {"ksize": 3, "patch": 8, "batch": 8, "steps": 2}
 
-FAMILIES = ("median", "gaussian", "lut", "gamma", "lms_fit", "lms_restore", "patch_sgd")
+CLAHE = {"clip_limit": 2.0, "tile_grid": 8}
+
+FAMILIES = ("median", "gaussian", "lut", "gamma", "lms_fit", "lms_restore", "patch_sgd",
+            "equalize", "clahe")
 OP_NAMES = {
     "median": "median_filter",
     "gaussian": "gaussian_filter",
@@ -32,6 +35,8 @@ OP_NAMES = {
     "lms_fit": "LMSRestorer.fit",
     "lms_restore": "LMSRestorer.restore",
     "patch_sgd": "enhance_roi",
+    "equalize": "equalize_hist",
+    "clahe": "clahe",
 }
 
 
@@ -80,12 +85,14 @@ class Case:
     @property
     def bytes_moved(self) -> int:
         """Bytes the op must read and write at least once (the GB/s numerator)."""
-        if self.family in ("median", "gaussian", "gamma", "lms_restore"):
+        if self.family in ("median", "gaussian", "gamma", "lms_restore", "clahe"):
             return 2 * self.image_bytes
         if self.family == "lut":
             return 2 * self.image_bytes + (256 if self.dtype == "uint8" else 65536 * 2)
         if self.family == "lms_fit":
             return 2 * self.image_bytes  # read degraded + clean once per epoch
+        if self.family == "equalize":
+            return 3 * self.image_bytes  # read for the histogram, read and write to map
         if self.family == "patch_sgd":
             p, k, b, s = (self.params[x] for x in ("patch", "ksize", "batch", "steps"))
             # per step: a batch of input patches (with halo) and target patches, float32
@@ -166,6 +173,12 @@ def cases(family: str, smoke: bool = False) -> list[Case]:
         elif family == "gamma":
             for dtype in ("uint8", "float32"):
                 out.append(Case(family, size, hw, batch, dtype, {"gamma": GAMMA}))
+        elif family == "equalize":
+            for dtype in ("uint8", "uint16"):
+                out.append(Case(family, size, hw, batch, dtype, {}))
+        elif family == "clahe":
+            for dtype in ("uint8", "uint16"):
+                out.append(Case(family, size, hw, batch, dtype, dict(CLAHE)))
         elif family in ("lms_fit", "lms_restore"):
             params = {"epochs": LMS_EPOCHS} if family == "lms_fit" else {}
             out.append(Case(family, size, hw, batch, "float32", params))

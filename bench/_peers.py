@@ -105,6 +105,10 @@ def _ge_make(device: str):
             return (lambda img, lut: ge.apply_lut(img, lut)), _identity
         if case.family == "gamma":
             return (lambda img: ge.gamma_correct(img, p["gamma"], gain=1.0)), _identity
+        if case.family == "equalize":
+            return (lambda img: ge.equalize_hist(img)), _identity
+        if case.family == "clahe":
+            return (lambda img: ge.clahe(img, p["clip_limit"], p["tile_grid"])), _identity
         if case.family == "lms_fit":
             def fit(deg, clean):
                 return ge.LMSRestorer(batch_size=8).fit(deg, clean, epochs=p["epochs"])
@@ -252,6 +256,56 @@ def _skimage_gamma(case: Case):
 
     g = case.params["gamma"]
     return (lambda img: exposure.adjust_gamma(img, g, 1.0)), _identity
+
+
+def _cv2_equalize(case: Case):
+    import cv2
+
+    if case.dtype != "uint8":
+        raise Unsupported("cv2.equalizeHist supports 8-bit input only")
+    return _per_image(cv2.equalizeHist), _identity
+
+
+def _numpy_equalize(case: Case):
+    """What a NumPy user writes: bincount, cumulative sum, table, fancy indexing (per image)."""
+    bins = 256 if case.dtype == "uint8" else 65536
+    top = float(bins - 1)
+
+    def one(im):
+        cdf = np.cumsum(np.bincount(im.ravel(), minlength=bins))
+        lo = cdf[np.flatnonzero(cdf)[0]]
+        table = np.rint((cdf - lo) * (top / max(im.size - lo, 1))).clip(0, top)
+        return table.astype(im.dtype)[im]
+
+    return _per_image(one), _identity
+
+
+def _skimage_equalize(case: Case):
+    from skimage import exposure
+
+    bins = 256 if case.dtype == "uint8" else 65536
+    return _per_image(lambda im: exposure.equalize_hist(im, nbins=bins)), _identity
+
+
+def _cv2_clahe(case: Case):
+    import cv2
+
+    p = case.params
+    op = cv2.createCLAHE(p["clip_limit"], (p["tile_grid"], p["tile_grid"]))
+    return _per_image(op.apply), _identity
+
+
+def _skimage_clahe(case: Case):
+    from skimage import exposure
+
+    p = case.params
+    # skimage's clip_limit is a fraction of the tile area (OpenCV's is a multiple of the
+    # mean bin count): clip_limit / bins gives the same clip level
+    bins = 256 if case.dtype == "uint8" else 65536
+    h, w = case.hw
+    size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
+    return _per_image(lambda im: exposure.equalize_adapthist(
+        im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
 
 
 # --- LMS: vectorised closed form, naive per-bin loop, skimage Wiener
@@ -436,6 +490,40 @@ def _cupy_gamma(case: Case):
     ), _identity
 
 
+def _cupy_equalize(case: Case):
+    """CuPy histogram (cupy.bincount), cumulative sum and table lookup, per image."""
+    import cupy
+
+    bins = 256 if case.dtype == "uint8" else 65536
+    top = float(bins - 1)
+
+    def one(im):
+        cdf = cupy.cumsum(cupy.bincount(im.ravel(), minlength=bins))
+        lo = cdf[cupy.argmax(cdf > 0)]
+        table = cupy.rint((cdf - lo) * (top / cupy.maximum(im.size - lo, 1))).clip(0, top)
+        return table.astype(im.dtype)[im]
+
+    return _per_image(one), _identity
+
+
+def _cucim_equalize(case: Case):
+    from cucim.skimage import exposure
+
+    bins = 256 if case.dtype == "uint8" else 65536
+    return _per_image(lambda im: exposure.equalize_hist(im, nbins=bins)), _identity
+
+
+def _cucim_clahe(case: Case):
+    from cucim.skimage import exposure
+
+    p = case.params
+    bins = 256 if case.dtype == "uint8" else 65536
+    h, w = case.hw
+    size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
+    return _per_image(lambda im: exposure.equalize_adapthist(
+        im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
+
+
 def _to_torch_nchw(img):
     """Zero-copy CuPy (H, W) / (N, H, W, 1) -> torch (N, 1, H, W) through DLPack."""
     import torch
@@ -603,6 +691,26 @@ REGISTRY: dict[str, list[Impl]] = {
         ),
         GPUENHANCE_GPU,
         Impl("cupy rfft2 filter", "gpu", _cupy_fft_restore, ("cupy",)),
+    ],
+    "equalize": [
+        GPUENHANCE_CPU,
+        Impl("cv2.equalizeHist", "cpu", _cv2_equalize, ("cv2",), _PER_IMAGE),
+        Impl("numpy bincount+cumsum", "cpu", _numpy_equalize, (), _PER_IMAGE),
+        Impl("skimage.exposure.equalize_hist", "cpu", _skimage_equalize, ("skimage",),
+             "float64 output in [0, 1]; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cupy bincount+cumsum", "gpu", _cupy_equalize, ("cupy",), _PER_IMAGE),
+        Impl("cucim.skimage.exposure.equalize_hist", "gpu", _cucim_equalize, ("cupy", "cucim"),
+             "float output; " + _PER_IMAGE, tolerate_errors=True),
+    ],
+    "clahe": [
+        GPUENHANCE_CPU,
+        Impl("cv2.createCLAHE().apply", "cpu", _cv2_clahe, ("cv2",), _PER_IMAGE),
+        Impl("skimage.exposure.equalize_adapthist", "cpu", _skimage_clahe, ("skimage",),
+             "float64 output, its own interpolation; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cucim.skimage.exposure.equalize_adapthist", "gpu", _cucim_clahe, ("cupy", "cucim"),
+             "float output, skimage's algorithm; " + _PER_IMAGE, tolerate_errors=True),
     ],
     "patch_sgd": [
         GPUENHANCE_CPU,

@@ -13,15 +13,17 @@ from .._image import from_nhwc, to_nhwc
 
 
 def _on_intensity(img, plane_op):
-    """Apply *plane_op* (2-D array -> 2-D array) to every image's intensity plane."""
+    """Apply *plane_op(src, dst)* (2-D planes; writes dst) to every image's intensity plane."""
     x = to_nhwc(img)
     out = np.empty(x.shape, dtype=x.dtype)
     for i, im in enumerate(x):
         if im.shape[-1] == 1:
-            out[i, :, :, 0] = plane_op(np.ascontiguousarray(im[:, :, 0]))
+            plane_op(np.ascontiguousarray(im[:, :, 0]), out[i, :, :, 0])
         else:
             ycc = cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2YCrCb)
-            ycc[:, :, 0] = plane_op(np.ascontiguousarray(ycc[:, :, 0]))
+            y = np.ascontiguousarray(ycc[:, :, 0])
+            plane_op(y, y)
+            ycc[:, :, 0] = y
             cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=out[i])
     return from_nhwc(out, img.ndim)
 
@@ -44,11 +46,12 @@ def equalize_table(hist: np.ndarray, dtype) -> np.ndarray:
     return np.clip(table, 0, bins - 1).astype(dtype)
 
 
-def _equalize_plane(plane):
+def _equalize_plane(plane, dst):
     if plane.dtype == np.uint8:
-        return cv2.equalizeHist(plane)
-    hist = np.bincount(plane.ravel(), minlength=65536)
-    return equalize_table(hist, plane.dtype)[plane]
+        cv2.equalizeHist(plane, dst=dst)
+    else:
+        hist = np.bincount(plane.ravel(), minlength=65536)
+        np.take(equalize_table(hist, plane.dtype), plane, out=dst)
 
 
 def equalize_hist(img):
@@ -59,4 +62,4 @@ def equalize_hist(img):
 def clahe(img, clip_limit: float, tile_grid: tuple[int, int]):
     """``cv2.createCLAHE(clip_limit, tile_grid).apply`` per image."""
     op = cv2.createCLAHE(clip_limit, tuple(tile_grid))
-    return _on_intensity(img, op.apply)
+    return _on_intensity(img, lambda src, dst: op.apply(src, dst))
