@@ -266,18 +266,23 @@ def _cv2_equalize(case: Case):
     return _per_image(cv2.equalizeHist), _identity
 
 
-def _numpy_equalize(case: Case):
-    """What a NumPy user writes: bincount, cumulative sum, table, fancy indexing (per image)."""
-    bins = 256 if case.dtype == "uint8" else 65536
-    top = float(bins - 1)
+def _bincount_equalize(xp_name: str):
+    """What a NumPy/CuPy user writes: bincount, cumulative sum, table, fancy indexing."""
 
-    def one(im):
-        cdf = np.cumsum(np.bincount(im.ravel(), minlength=bins))
-        lo = cdf[np.flatnonzero(cdf)[0]]
-        table = np.rint((cdf - lo) * (top / max(im.size - lo, 1))).clip(0, top)
-        return table.astype(im.dtype)[im]
+    def make(case: Case):
+        xp = importlib.import_module(xp_name)
+        bins = 256 if case.dtype == "uint8" else 65536
+        top = float(bins - 1)
 
-    return _per_image(one), _identity
+        def one(im):
+            cdf = xp.cumsum(xp.bincount(im.ravel(), minlength=bins))
+            lo = cdf[xp.argmax(cdf > 0)]
+            table = xp.rint((cdf - lo) * (top / xp.maximum(im.size - lo, 1))).clip(0, top)
+            return table.astype(im.dtype)[im]
+
+        return _per_image(one), _identity
+
+    return make
 
 
 def _skimage_equalize(case: Case):
@@ -295,17 +300,21 @@ def _cv2_clahe(case: Case):
     return _per_image(op.apply), _identity
 
 
-def _skimage_clahe(case: Case):
-    from skimage import exposure
+def _adapthist(module: str):
+    """skimage's / cuCIM's equalize_adapthist with the case's tiles and clip level."""
 
-    p = case.params
-    # skimage's clip_limit is a fraction of the tile area (OpenCV's is a multiple of the
-    # mean bin count): clip_limit / bins gives the same clip level
-    bins = 256 if case.dtype == "uint8" else 65536
-    h, w = case.hw
-    size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
-    return _per_image(lambda im: exposure.equalize_adapthist(
-        im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
+    def make(case: Case):
+        exposure = importlib.import_module(module)
+        p = case.params
+        # their clip_limit is a fraction of the tile area (OpenCV's a multiple of the mean
+        # bin count): clip_limit / bins gives the same clip level
+        bins = 256 if case.dtype == "uint8" else 65536
+        h, w = case.hw
+        size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
+        return _per_image(lambda im: exposure.equalize_adapthist(
+            im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
+
+    return make
 
 
 # --- LMS: vectorised closed form, naive per-bin loop, skimage Wiener
@@ -490,38 +499,11 @@ def _cupy_gamma(case: Case):
     ), _identity
 
 
-def _cupy_equalize(case: Case):
-    """CuPy histogram (cupy.bincount), cumulative sum and table lookup, per image."""
-    import cupy
-
-    bins = 256 if case.dtype == "uint8" else 65536
-    top = float(bins - 1)
-
-    def one(im):
-        cdf = cupy.cumsum(cupy.bincount(im.ravel(), minlength=bins))
-        lo = cdf[cupy.argmax(cdf > 0)]
-        table = cupy.rint((cdf - lo) * (top / cupy.maximum(im.size - lo, 1))).clip(0, top)
-        return table.astype(im.dtype)[im]
-
-    return _per_image(one), _identity
-
-
 def _cucim_equalize(case: Case):
     from cucim.skimage import exposure
 
     bins = 256 if case.dtype == "uint8" else 65536
     return _per_image(lambda im: exposure.equalize_hist(im, nbins=bins)), _identity
-
-
-def _cucim_clahe(case: Case):
-    from cucim.skimage import exposure
-
-    p = case.params
-    bins = 256 if case.dtype == "uint8" else 65536
-    h, w = case.hw
-    size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
-    return _per_image(lambda im: exposure.equalize_adapthist(
-        im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
 
 
 def _to_torch_nchw(img):
@@ -695,21 +677,23 @@ REGISTRY: dict[str, list[Impl]] = {
     "equalize": [
         GPUENHANCE_CPU,
         Impl("cv2.equalizeHist", "cpu", _cv2_equalize, ("cv2",), _PER_IMAGE),
-        Impl("numpy bincount+cumsum", "cpu", _numpy_equalize, (), _PER_IMAGE),
+        Impl("numpy bincount+cumsum", "cpu", _bincount_equalize("numpy"), (), _PER_IMAGE),
         Impl("skimage.exposure.equalize_hist", "cpu", _skimage_equalize, ("skimage",),
              "float64 output in [0, 1]; " + _PER_IMAGE),
         GPUENHANCE_GPU,
-        Impl("cupy bincount+cumsum", "gpu", _cupy_equalize, ("cupy",), _PER_IMAGE),
+        Impl("cupy bincount+cumsum", "gpu", _bincount_equalize("cupy"), ("cupy",), _PER_IMAGE),
         Impl("cucim.skimage.exposure.equalize_hist", "gpu", _cucim_equalize, ("cupy", "cucim"),
              "float output; " + _PER_IMAGE, tolerate_errors=True),
     ],
     "clahe": [
         GPUENHANCE_CPU,
         Impl("cv2.createCLAHE().apply", "cpu", _cv2_clahe, ("cv2",), _PER_IMAGE),
-        Impl("skimage.exposure.equalize_adapthist", "cpu", _skimage_clahe, ("skimage",),
+        Impl("skimage.exposure.equalize_adapthist", "cpu", _adapthist("skimage.exposure"),
+             ("skimage",),
              "float64 output, its own interpolation; " + _PER_IMAGE),
         GPUENHANCE_GPU,
-        Impl("cucim.skimage.exposure.equalize_adapthist", "gpu", _cucim_clahe, ("cupy", "cucim"),
+        Impl("cucim.skimage.exposure.equalize_adapthist", "gpu",
+             _adapthist("cucim.skimage.exposure"), ("cupy", "cucim"),
              "float output, skimage's algorithm; " + _PER_IMAGE, tolerate_errors=True),
     ],
     "patch_sgd": [
