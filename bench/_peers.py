@@ -66,6 +66,14 @@ def _import_problem(mod: str) -> str | None:
         return f"{mod} not installed ({type(exc).__name__}: {exc})"
 
 
+def _cv2():
+    return importlib.import_module("cv2")
+
+
+def _cupy():
+    return importlib.import_module("cupy")
+
+
 def _identity(args):
     return args
 
@@ -109,6 +117,12 @@ def _ge_make(device: str):
             return (lambda img: ge.equalize_hist(img)), _identity
         if case.family == "clahe":
             return (lambda img: ge.clahe(img, p["clip_limit"], p["tile_grid"])), _identity
+        if case.family == "white_balance":
+            return (lambda img: ge.white_balance(img)), _identity
+        if case.family == "auto_contrast":
+            return (lambda img: ge.auto_contrast(img, p["low"], p["high"])), _identity
+        if case.family == "tone_curve":
+            return (lambda img: ge.tone_curve(img, _cases.TONE_POINTS)), _identity
         if case.family == "lms_fit":
             def fit(deg, clean):
                 return ge.LMSRestorer(batch_size=8).fit(deg, clean, epochs=p["epochs"])
@@ -313,6 +327,90 @@ def _adapthist(module: str):
         size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
         return _per_image(lambda im: exposure.equalize_adapthist(
             im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
+
+    return make
+
+
+def _per_rgb(fn):
+    """Run *fn* over each (H, W, C) image of a batch (or one image)."""
+
+    def run(img):
+        if img.ndim == 3:
+            return fn(img)
+        return [fn(im) for im in img]
+
+    return run
+
+
+def _xp_gray_world(xp_name: str):
+    """What a NumPy/CuPy user writes: channel means, gains, multiply, clip, cast."""
+
+    def make(case: Case):
+        xp = importlib.import_module(xp_name)
+        top = np.iinfo(case.dtype).max if case.dtype != "float32" else None
+
+        def one(im):
+            means = im.reshape(-1, im.shape[-1]).mean(axis=0)
+            out = im * (means.mean() / means)
+            return (xp.clip(xp.rint(out), 0, top) if top else out).astype(im.dtype)
+
+        return _per_rgb(one), _identity
+
+    return make
+
+
+def _cv2_gray_world(case: Case):
+    import cv2
+
+    def one(im):
+        means = cv2.mean(im)[: im.shape[-1]]
+        target = sum(means) / len(means)
+        return cv2.multiply(im, tuple(target / m for m in means) + (0.0,) * (4 - im.shape[-1]))
+
+    return _per_rgb(one), _identity
+
+
+def _xp_auto_contrast(xp_name: str):
+    """xp.percentile (inverted_cdf), then a clipped linear stretch."""
+
+    def make(case: Case):
+        xp = importlib.import_module(xp_name)
+        p = case.params
+        top = float(np.iinfo(case.dtype).max) if case.dtype != "float32" else 1.0
+
+        def one(im):
+            lo, hi = xp.percentile(im, (p["low"], p["high"]), method="inverted_cdf")
+            out = xp.clip((im - lo) * (top / max(float(hi - lo), 1e-12)), 0, top)
+            return (xp.rint(out) if case.dtype != "float32" else out).astype(im.dtype)
+
+        return _per_image(one), _identity
+
+    return make
+
+
+def _skimage_auto_contrast(case: Case):
+    from skimage import exposure
+
+    p = case.params
+
+    def one(im):
+        lo, hi = np.percentile(im, (p["low"], p["high"]))
+        return exposure.rescale_intensity(im, in_range=(lo, hi))
+
+    return _per_image(one), _identity
+
+
+def _pchip_table_or_direct(interp_module: str, lut):
+    """scipy/cupyx PchipInterpolator: a table through *lut* for uint8, direct for floats."""
+
+    def make(case: Case):
+        interp = importlib.import_module(interp_module)
+        pts = np.asarray(_cases.TONE_POINTS)
+        curve = interp.PchipInterpolator(pts[:, 0], pts[:, 1])
+        if case.dtype == "float32":
+            return (lambda img: curve(img).astype(np.float32)), _identity
+        table = np.clip(np.rint(curve(np.arange(256) / 255.0) * 255), 0, 255).astype(np.uint8)
+        return _per_image(lambda im: lut(im, table)), _identity
 
     return make
 
@@ -695,6 +793,32 @@ REGISTRY: dict[str, list[Impl]] = {
         Impl("cucim.skimage.exposure.equalize_adapthist", "gpu",
              _adapthist("cucim.skimage.exposure"), ("cupy", "cucim"),
              "float output, skimage's algorithm; " + _PER_IMAGE, tolerate_errors=True),
+    ],
+    "white_balance": [
+        GPUENHANCE_CPU,
+        Impl("cv2.mean + cv2.multiply", "cpu", _cv2_gray_world, ("cv2",), _PER_IMAGE),
+        Impl("numpy means * gains", "cpu", _xp_gray_world("numpy"), (), _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cupy means * gains", "gpu", _xp_gray_world("cupy"), ("cupy",), _PER_IMAGE),
+    ],
+    "auto_contrast": [
+        GPUENHANCE_CPU,
+        Impl("numpy percentile + stretch", "cpu", _xp_auto_contrast("numpy"), (), _PER_IMAGE),
+        Impl("skimage.exposure.rescale_intensity", "cpu", _skimage_auto_contrast, ("skimage",),
+             "np.percentile (linear) in_range; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cupy percentile + stretch", "gpu", _xp_auto_contrast("cupy"), ("cupy",),
+             _PER_IMAGE),
+    ],
+    "tone_curve": [
+        GPUENHANCE_CPU,
+        Impl("scipy PchipInterpolator (+ cv2.LUT)", "cpu",
+             _pchip_table_or_direct("scipy.interpolate", lambda im, t: _cv2().LUT(im, t)),
+             ("scipy", "cv2"), "uint8: table through cv2.LUT; float32: evaluated directly"),
+        GPUENHANCE_GPU,
+        Impl("cupyx PchipInterpolator", "gpu",
+             _pchip_table_or_direct("cupyx.scipy.interpolate", lambda im, t: _cupy().asarray(t)[im]),
+             ("cupy", "cupyx.scipy.interpolate"), "uint8: table indexing; float32: direct"),
     ],
     "patch_sgd": [
         GPUENHANCE_CPU,

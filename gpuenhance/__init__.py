@@ -7,12 +7,13 @@ __version__ = "0.1.0"
 
 from . import degrade, metrics
 from ._backend import BackendUnavailableError, info
-from .contrast import clahe, equalize_hist
+from .color import white_balance
+from .contrast import auto_contrast, clahe, equalize_hist
 from .filters import gaussian_filter, median_filter
 from .local import EnhanceResult, enhance_roi
 from .pipeline import Pipeline
 from .restore import LMSRestorer
-from .tone import apply_lut, gamma_correct
+from .tone import apply_lut, gamma_correct, tone_curve
 
 __all__ = [
     "BackendUnavailableError",
@@ -20,6 +21,7 @@ __all__ = [
     "LMSRestorer",
     "Pipeline",
     "apply_lut",
+    "auto_contrast",
     "clahe",
     "degrade",
     "enhance_roi",
@@ -29,4 +31,6 @@ __all__ = [
     "info",
     "median_filter",
     "metrics",
+    "tone_curve",
+    "white_balance",
 ]

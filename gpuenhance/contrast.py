@@ -1,4 +1,4 @@
-"""Histogram equalisation and CLAHE: validation and dispatch (the math lives in the engines).
+"""Histogram equalisation, CLAHE and auto-contrast: validation and dispatch (the math lives in the engines).
 
 Both work per image of a batch, on one-channel images directly and on RGB images through the
 Y channel of OpenCV's YCrCb (``cvtColor(RGB2YCrCb)`` -> op on Y -> ``cvtColor(YCrCb2RGB)``,
@@ -6,6 +6,8 @@ the fixed-point conversion reproduced bit for bit on the CUDA engine).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import _backend, _validate
 
@@ -110,3 +112,58 @@ def clahe(img, clip_limit=40.0, tile_grid=(8, 8), *, backend=None):
     tile_grid = _validate.pair(tile_grid, "tile_grid", low=1, high=CLAHE_TILES_MAX)
     engine = _backend.resolve(img, backend=backend)
     return engine.call("contrast", "clahe", img, clip_limit, tile_grid)
+
+
+def auto_contrast(img, low=0.5, high=99.5, *, per_channel=False, backend=None):
+    """Percentile stretch to the full range ("auto levels"), image by image.
+
+    Parameters
+    ----------
+    img : numpy.ndarray or cupy.ndarray
+        Image of shape (H, W), (H, W, C) or (N, H, W, C); uint8, uint16 or float32 (full
+        range [0, 1]).
+    low, high : float, optional
+        Percentiles in [0, 100], ``low < high``, taken as ``numpy.percentile(values, q,
+        method="inverted_cdf")`` of each image (all channels together, or each channel
+        with `per_channel`); ``low`` maps to 0 and ``high`` to full scale.
+    per_channel : bool, optional
+        Stretch every channel by its own percentiles (this also balances colour).
+    backend : {None, "auto", "cpu", "cuda", "cuda-emulated"}, optional
+        Engine override.
+
+    Returns
+    -------
+    same type as `img`
+        Same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        For a non-array `img`, an unsupported dtype, non-real `low`/`high` or a non-bool
+        `per_channel`.
+    ValueError
+        For `low`/`high` outside [0, 100] or ``low >= high``, a wrong number of dimensions
+        or an unknown `backend`.
+
+    Notes
+    -----
+    Integer images go through tables ``rint((v - lo) * max / (hi - lo))`` saturated to the
+    dtype (identical on every engine); float32 images map to ``clip((v - lo) / (hi - lo),
+    0, 1)`` directly. Where ``hi == lo`` the image is left unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpuenhance import auto_contrast
+    >>> auto_contrast(np.array([[50, 100, 150]], dtype=np.uint8), 0, 100)
+    array([[  0, 127, 255]], dtype=uint8)
+    """
+    _validate.image(img, "img")
+    low = _validate.real(low, "low", low=0.0, high=100.0)
+    high = _validate.real(high, "high", low=0.0, high=100.0)
+    if low >= high:
+        raise ValueError(f"low must be < high; got low={low}, high={high}")
+    if not isinstance(per_channel, (bool, np.bool_)):
+        raise TypeError(f"per_channel must be a bool; got {per_channel!r}")
+    engine = _backend.resolve(img, backend=backend)
+    return engine.call("levels", "auto_contrast", img, low, high, bool(per_channel))

@@ -15,9 +15,9 @@ before any image is read; omitted parameters take the op's own defaults.
 
 Stage ``k``'s output feeds stage ``k + 1``. Where the engine's filter accepts a trailing
 point operation (the CUDA engines' median and Gaussian take ``gamma=``/``lut=``), a filter
-followed by ``gamma`` or ``lut`` runs as one fused kernel. ``max_tile`` processes images in
+followed by ``gamma``, ``lut`` or an integer ``tone_curve`` runs as one fused kernel. ``max_tile`` processes images in
 exact tiles (:mod:`gpuenhance._tiles`); stages that need whole-image statistics (``equalize``,
-``clahe``) run on the whole image between tiled runs of the local stages, so the result is
+``clahe``, ``white_balance``, ``auto_contrast``) run on the whole image between tiled runs of the local stages, so the result is
 still identical to whole-image processing. :meth:`Pipeline.run_files` runs the pipeline over
 image files (:mod:`gpuenhance._files`; :class:`RunReport`, ``run_files`` and
 :data:`MANIFEST_NAME` are re-exported here).
@@ -52,7 +52,7 @@ class Param:
     """One stage parameter: its name, how spec text is read, and its range in words."""
 
     name: str
-    kind: str = "number"  # number | text | grid | points | path
+    kind: str = "number"  # number | text | bool | grid | points | floats | path
     accepts: str = ""
     required: bool = False
 
@@ -161,6 +161,65 @@ def _check_clahe(p: dict) -> dict:
         out["tile_grid"] = _validate.pair(p["tile_grid"], "tile_grid", low=1,
                                           high=CLAHE_TILES_MAX)
     return out
+
+
+def _with_defaults(stage: str, p: dict) -> dict:
+    """*p* with the op's own defaults filled in (for checks that relate parameters)."""
+    return {**STAGES[stage].defaults(), **p}
+
+
+def _check_white_balance(p: dict) -> dict:
+    from .color import WHITE_BALANCE_METHODS
+
+    out: dict[str, Any] = {}
+    method = _with_defaults("white_balance", p)["method"]
+    if method not in WHITE_BALANCE_METHODS:
+        raise ValueError(f"method must be one of "
+                         f"{', '.join(repr(m) for m in WHITE_BALANCE_METHODS)}; got {method!r}")
+    if "method" in p:
+        out["method"] = method
+    if "percentile" in p:
+        out["percentile"] = _validate.real(p["percentile"], "percentile", low=0.0, high=100.0,
+                                           low_open=True)
+    gains = p.get("gains")
+    if (method == "gains") != (gains is not None):
+        raise ValueError("gains must be given exactly when method=gains (one per channel)")
+    if gains is not None:
+        values = gains if isinstance(gains, tuple) else (gains,)
+        out["gains"] = tuple(_validate.real(g, f"gains[{i}]", low=0.0)
+                             for i, g in enumerate(values))
+    return out
+
+
+def _check_auto_contrast(p: dict) -> dict:
+    out: dict[str, Any] = {}
+    full = _with_defaults("auto_contrast", p)
+    low = _validate.real(full["low"], "low", low=0.0, high=100.0)
+    high = _validate.real(full["high"], "high", low=0.0, high=100.0)
+    if low >= high:
+        raise ValueError(f"low must be < high; got low={low}, high={high}")
+    if "low" in p:
+        out["low"] = low
+    if "high" in p:
+        out["high"] = high
+    if "per_channel" in p:
+        if not isinstance(p["per_channel"], bool):
+            raise TypeError(f"per_channel must be true or false; got {p['per_channel']!r}")
+        out["per_channel"] = p["per_channel"]
+    return out
+
+
+def _check_tone_curve(p: dict) -> dict:
+    return {"points": _validate.curve_points(p["points"])}
+
+
+def _point_tone_curve(p: dict, x, xp):
+    from . import _levels
+
+    dtype = np.dtype(x.dtype)
+    if dtype not in _LUT_ENTRIES:
+        return None  # floats are evaluated directly
+    return {"lut": xp.asarray(_levels.curve_table(p["points"], dtype))}
 
 
 def _radius_median(p: dict, dtype) -> int:
@@ -302,6 +361,25 @@ STAGES: dict[str, StageKind] = {
             _check_lut, point=_point_lut, arguments=_arguments_lut,
         ),
         StageKind(
+            "tone_curve", "tone.tone_curve", "monotone PCHIP tone curve through control points",
+            (Param("points", "points", "x,y;x,y;... in [0, 1], x increasing, >= 2 points",
+                   required=True),),
+            _check_tone_curve, point=_point_tone_curve,
+        ),
+        StageKind(
+            "white_balance", "color.white_balance", "per-channel gains against a colour cast",
+            (Param("method", "text", "gray_world|white_patch|gains"),
+             Param("percentile", accepts="(0, 100]; for white_patch"),
+             Param("gains", "floats", "g1,g2,...: one per channel, >= 0; for gains")),
+            _check_white_balance, whole_image=True,
+        ),
+        StageKind(
+            "auto_contrast", "contrast.auto_contrast", "percentile stretch to the full range",
+            (Param("low", accepts="0..100 percentile"), Param("high", accepts="0..100, > low"),
+             Param("per_channel", "bool", "true|false")),
+            _check_auto_contrast, whole_image=True,
+        ),
+        StageKind(
             "equalize", "contrast.equalize_hist", "histogram equalisation (RGB: on Y of YCrCb)",
             (), _check_none, whole_image=True,
         ),
@@ -353,7 +431,8 @@ class Stage:
     ----------
     name : str
         The stage (a key of :data:`STAGES`: ``"median"``, ``"gaussian"``, ``"gamma"``,
-        ``"lut"``, ``"equalize"``, ``"clahe"``).
+        ``"lut"``, ``"tone_curve"``, ``"white_balance"``, ``"auto_contrast"``,
+        ``"equalize"``, ``"clahe"``).
     params : mapping, optional
         Its parameters (see :data:`STAGES`); stored as a sorted tuple of items so that
         stages are immutable and hashable.
@@ -429,10 +508,14 @@ class Stage:
 
 
 def _format_value(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, tuple) and len(v) == 2 and all(isinstance(t, int) for t in v):
         return f"{v[0]}x{v[1]}"
+    if isinstance(v, tuple) and all(isinstance(t, (int, float)) for t in v):
+        return ",".join(_format_value(t) for t in v)
     if isinstance(v, tuple):
         return ";".join(",".join(_format_value(t) for t in item) if isinstance(item, tuple)
                         else _format_value(item) for item in v)
@@ -463,7 +546,16 @@ def _parse_value(text: str, kind: str, where: str, key: str):
         return _number(text) if kind == "number" else text
     if kind == "path":
         return text
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"{where}: malformed {key}={text!r}; expected true or false")
     try:
+        if kind == "floats":  # "1.2,1.0,0.9"
+            return tuple(float(t) for t in text.split(","))
         if kind == "grid":  # "8x8" or "8"
             parts = [t.strip() for t in text.lower().split("x")]
             values = tuple(int(t) for t in parts)
@@ -474,7 +566,8 @@ def _parse_value(text: str, kind: str, where: str, key: str):
         return tuple(tuple(float(v) for v in pt.split(","))
                      for pt in text.strip().strip(";").split(";"))
     except ValueError:
-        expected = {"grid": "N or NxM with integers", "points": "x,y;x,y;... with numbers"}[kind]
+        expected = {"grid": "N or NxM with integers", "points": "x,y;x,y;... with numbers",
+                    "floats": "comma-separated numbers"}[kind]
         raise ValueError(f"{where}: malformed {key}={text!r}; expected {expected}") from None
 
 

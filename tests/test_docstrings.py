@@ -10,6 +10,7 @@ MODULES = [
     "gpuenhance.filters",
     "gpuenhance.tone",
     "gpuenhance.contrast",
+    "gpuenhance.color",
     "gpuenhance.restore",
     "gpuenhance.local",
     "gpuenhance.degrade",

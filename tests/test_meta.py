@@ -18,6 +18,9 @@ PUBLIC_OPS = {
     "enhance_roi",
     "equalize_hist",
     "clahe",
+    "white_balance",
+    "auto_contrast",
+    "tone_curve",
 }
 
 

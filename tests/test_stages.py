@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -160,3 +161,62 @@ def test_run_help_shows_the_stage_table():
 def test_stage_defaults_come_from_the_op():
     assert Stage("clahe").resolved() == {"clip_limit": 40.0, "tile_grid": (8, 8)}
     assert Stage("median", {"ksize": 3}).resolved() == {"ksize": 3, "border": "replicate"}
+
+
+# ------------------------------------------------------------------ level stages
+
+
+@pytest.mark.equivalence("white_balance", "auto_contrast", "tone_curve")
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_level_stages_equal_their_ops(backend, rng, dtype):
+    from gpuenhance import auto_contrast, tone_curve, white_balance
+
+    top = np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 1.0
+    img = (rng.random((2, 9, 11, 3)) * 0.7 * top).astype(dtype)
+    spec = ("median:ksize=3 | tone_curve : points = 0,0; 0.5,0.6; 1,1 | "
+            "white_balance:method=gains:gains=1.2,1,0.9 | white_balance | "
+            "auto_contrast:low=1:high=99:per_channel=true")
+    out = Pipeline(spec)(img, backend=backend)
+    ref = tone_curve(median_filter(img, 3), [(0, 0), (0.5, 0.6), (1, 1)])
+    ref = white_balance(white_balance(ref, "gains", gains=(1.2, 1, 0.9)))
+    ref = auto_contrast(ref, 1, 99, per_channel=True)
+    if np.dtype(dtype).kind == "u":
+        np.testing.assert_array_equal(out, ref)
+    else:
+        np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_level_stage_specs_round_trip_and_refuse_bad_values():
+    pipe = Pipeline("white_balance:method=white_patch:percentile=98 | auto_contrast:per_channel=on"
+                    " | tone_curve:points=0,0;1,0.5")
+    assert Pipeline(pipe.spec) == pipe
+    assert pipe.stages[1].kwargs == {"per_channel": True}
+    for spec, fragment in [
+        ("white_balance:method=grey", "method must be one of"),
+        ("white_balance:gains=1,1,1", "gains must be given exactly when method=gains"),
+        ("white_balance:method=gains", "gains must be given exactly when method=gains"),
+        ("auto_contrast:low=99.7", "low must be < high"),  # high: the op default 99.5
+        ("auto_contrast:per_channel=maybe", "malformed per_channel='maybe'"),
+        ("tone_curve:points=0,0;1", "at least two (x, y) pairs"),
+        ("tone_curve:points=0,0;a,1", "malformed points="),
+        ("tone_curve:points=0.5,0;0.2,1", "strictly increasing"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            Pipeline(spec)
+
+
+def test_integer_tone_curve_fuses_into_the_filter_on_cuda_engines(rng, monkeypatch):
+    from gpuenhance import tone_curve
+    from gpuenhance._cuda import levels as cuda_levels
+    from gpuenhance._cuda import tone as cuda_tone
+
+    calls = []
+    for mod, name in ((cuda_tone, "apply_lut"), (cuda_levels, "tone_curve")):
+        monkeypatch.setattr(mod, name, lambda *a, **k: calls.append(1))
+    img = rng.integers(0, 256, (9, 10), dtype=np.uint8)
+    out = Pipeline("median:ksize=3 | tone_curve:points=0,0;0.4,0.7;1,1")(
+        img, backend="cuda-emulated")
+    assert calls == []  # no separate table pass: the curve ran in the median kernel
+    monkeypatch.undo()
+    np.testing.assert_array_equal(out, tone_curve(median_filter(img, 3),
+                                                  [(0, 0), (0.4, 0.7), (1, 1)]))

@@ -47,3 +47,13 @@ TOL.update({
     ("clahe", "uint8"): dict(atol=0, rtol=0),
     ("clahe", "uint16"): dict(atol=0, rtol=0),
 })
+
+# white balance, auto-contrast, tone curves: integers exact (tables), float32 direct
+TOL.update({
+    (op, dt): dict(atol=0, rtol=0)
+    for op in ("white_balance", "auto_contrast", "tone_curve") for dt in ("uint8", "uint16")
+})
+TOL.update({
+    (op, "float32"): dict(atol=1e-7, rtol=1e-6)
+    for op in ("white_balance", "auto_contrast", "tone_curve")
+})

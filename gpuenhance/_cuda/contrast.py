@@ -129,3 +129,6 @@ def clahe(ctx, img, clip_limit: float, tile_grid: tuple[int, int]):
         (x, out, luts, np.int32(h), np.int32(w), np.int32(tiles_x), np.int32(tiles_y),
          np.int32(tile_h), np.int32(tile_w), np.int32(n)))
     return from_nhwc(out, img.ndim)
+
+# Every kernel here runs once per pixel or per tile on every call: none may spill.
+HOT_KERNELS = KERNELS["contrast.cu"]
