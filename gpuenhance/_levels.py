@@ -8,6 +8,8 @@ everything after them is float64 with one rounding per operation (the CUDA kerne
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -130,19 +132,34 @@ def pchip_eval(x: np.ndarray, c: np.ndarray, u: np.ndarray) -> np.ndarray:
 
     The interval of a value is the last ``i <= K - 2`` with ``x[i] <= u``.
     """
-    u = np.asarray(u, dtype=np.float64)
-    uc = np.clip(u, x[0], x[-1])
-    i = np.clip(np.searchsorted(x, uc, side="right") - 1, 0, x.size - 2)
-    t = uc - x[i]
-    return ((c[i, 0] * t + c[i, 1]) * t + c[i, 2]) * t + c[i, 3]
+    uc = np.clip(np.asarray(u, dtype=np.float64), x[0], x[-1])
+    i = np.searchsorted(x[1:-1], uc, side="right")  # = clip(searchsorted(x) - 1, 0, K - 2)
+    t = uc - np.take(x, i)
+    cols = np.ascontiguousarray(c.T)
+    y = np.take(cols[0], i)
+    for k in (1, 2, 3):
+        y *= t
+        y += np.take(cols[k], i)
+    return y
 
 
 def curve_table(points, dtype) -> np.ndarray:
-    """The integer table of a tone curve: ``rint(curve(v / max) * max)`` saturated."""
-    top = float(np.iinfo(dtype).max)
+    """The integer table of a tone curve: ``rint(curve(v / max) * max)`` saturated.
+
+    Memoized (batch runs ask once per image); the returned array is read-only.
+    """
+    key = tuple((float(x), float(y)) for x, y in points)
+    return _curve_table(key, np.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=64)
+def _curve_table(points: tuple, dtype_name: str) -> np.ndarray:
+    top = float(np.iinfo(dtype_name).max)
     x, c = pchip_coefficients(points)
     y = pchip_eval(x, c, np.arange(int(top) + 1, dtype=np.float64) / top)
-    return np.clip(np.rint(y * top), 0.0, top).astype(dtype)
+    table = np.clip(np.rint(y * top), 0.0, top).astype(dtype_name)
+    table.flags.writeable = False
+    return table
 
 
 # --------------------------------------------------------------------------- float images
@@ -155,13 +172,17 @@ def float_channel_means(xp, x):
     return xp.mean(x, axis=(1, 2), dtype=np.float64)
 
 
-def float_rank_values(xp, x, percentile: float, per_channel: bool):
-    """(N, G) values at NumPy's inverted-CDF rank of each image's channels (G = C) or all
-    its values (G = 1)."""
+def float_rank_values(xp, x, percentiles, per_channel: bool):
+    """[(N, G) values at NumPy's inverted-CDF rank] for each of *percentiles*, of each
+    image's channels (G = C) or all its values (G = 1). NumPy partitions, CuPy sorts."""
     n, h, w, c = x.shape
     flat = x.reshape(n, h * w, c).transpose(0, 2, 1) if per_channel else x.reshape(n, 1, -1)
-    flat = xp.sort(flat, axis=-1)
-    return flat[:, :, percentile_rank(flat.shape[-1], percentile)].astype(np.float64)
+    ranks = [percentile_rank(flat.shape[-1], q) for q in percentiles]
+    if xp is np:
+        flat = np.partition(flat, sorted(set(ranks)), axis=-1)
+    else:
+        flat = xp.sort(flat, axis=-1)
+    return [flat[:, :, r].astype(np.float64) for r in ranks]
 
 
 def float_apply_gains(xp, x, gains):

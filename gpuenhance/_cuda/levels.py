@@ -101,8 +101,8 @@ def white_balance(ctx, img, method: str, percentile: float, gains):
     if method == "gray_world":
         g = _levels.gray_world_gains_xp(xp, _levels.float_channel_means(xp, x))
     else:
-        g = _levels.white_patch_gains_xp(
-            xp, _levels.float_rank_values(xp, x, percentile, per_channel=True), 1.0)
+        (values,) = _levels.float_rank_values(xp, x, (percentile,), per_channel=True)
+        g = _levels.white_patch_gains_xp(xp, values, 1.0)
     return from_nhwc(_levels.float_apply_gains(xp, x, g), img.ndim)
 
 
@@ -111,8 +111,7 @@ def auto_contrast(ctx, img, low: float, high: float, per_channel: bool):
     x = _prepare(ctx, img)
     n, h, w, c = x.shape
     if np.dtype(x.dtype).kind != "u":
-        lo = _levels.float_rank_values(xp, x, low, per_channel)
-        hi = _levels.float_rank_values(xp, x, high, per_channel)
+        lo, hi = _levels.float_rank_values(xp, x, (low, high), per_channel)
         return from_nhwc(_levels.float_stretch(xp, x, lo, hi), img.ndim)
     count = h * w if per_channel else h * w * c
     table = _tables(ctx, x, "stretch", c if per_channel else 1,
