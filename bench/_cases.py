@@ -28,7 +28,8 @@ AUTO_CONTRAST = {"low": 0.5, "high": 99.5}
 TONE_POINTS = ((0.0, 0.0), (0.25, 0.35), (0.75, 0.85), (1.0, 1.0))
 
 FAMILIES = ("median", "gaussian", "lut", "gamma", "lms_fit", "lms_restore", "patch_sgd",
-            "equalize", "clahe", "white_balance", "auto_contrast", "tone_curve")
+            "equalize", "clahe", "white_balance", "auto_contrast", "tone_curve", "unsharp")
+UNSHARP = {"sigma": 1.0, "amount": 1.0}
 OP_NAMES = {
     "median": "median_filter",
     "gaussian": "gaussian_filter",
@@ -42,6 +43,7 @@ OP_NAMES = {
     "white_balance": "white_balance",
     "auto_contrast": "auto_contrast",
     "tone_curve": "tone_curve",
+    "unsharp": "unsharp_mask",
 }
 
 
@@ -92,7 +94,8 @@ class Case:
     @property
     def bytes_moved(self) -> int:
         """Bytes the op must read and write at least once (the GB/s numerator)."""
-        if self.family in ("median", "gaussian", "gamma", "lms_restore", "clahe", "tone_curve"):
+        if self.family in ("median", "gaussian", "gamma", "lms_restore", "clahe", "tone_curve",
+                           "unsharp"):
             return 2 * self.image_bytes
         if self.family == "lut":
             return 2 * self.image_bytes + (256 if self.dtype == "uint8" else 65536 * 2)
@@ -187,6 +190,9 @@ def cases(family: str, smoke: bool = False) -> list[Case]:
             for dtype in ("uint8", "uint16", "float32"):
                 params = dict(AUTO_CONTRAST) if family == "auto_contrast" else {}
                 out.append(Case(family, size, hw, batch, dtype, params))
+        elif family == "unsharp":
+            for dtype in ("uint8", "float32"):
+                out.append(Case(family, size, hw, batch, dtype, dict(UNSHARP)))
         elif family == "tone_curve":
             for dtype in ("uint8", "float32"):
                 out.append(Case(family, size, hw, batch, dtype, {}))

@@ -121,6 +121,8 @@ def _ge_make(device: str):
             return (lambda img: ge.white_balance(img)), _identity
         if case.family == "auto_contrast":
             return (lambda img: ge.auto_contrast(img, p["low"], p["high"])), _identity
+        if case.family == "unsharp":
+            return (lambda img: ge.unsharp_mask(img, p["sigma"], p["amount"])), _identity
         if case.family == "tone_curve":
             return (lambda img: ge.tone_curve(img, _cases.TONE_POINTS)), _identity
         if case.family == "lms_fit":
@@ -411,6 +413,29 @@ def _pchip_table_or_direct(interp_module: str, lut):
             return (lambda img: curve(img).astype(np.float32)), _identity
         table = np.clip(np.rint(curve(np.arange(256) / 255.0) * 255), 0, 255).astype(np.uint8)
         return _per_image(lambda im: lut(im, table)), _identity
+
+    return make
+
+
+def _cv2_unsharp(case: Case):
+    """The OpenCV recipe: GaussianBlur, then addWeighted(img, 1 + amount, blur, -amount)."""
+    import cv2
+
+    p = case.params
+
+    def one(im):
+        blur = cv2.GaussianBlur(im, (0, 0), p["sigma"], borderType=cv2.BORDER_REFLECT_101)
+        return cv2.addWeighted(im, 1.0 + p["amount"], blur, -p["amount"], 0)
+
+    return _per_image(one), _identity
+
+
+def _skimage_unsharp(module: str):
+    def make(case: Case):
+        filters = importlib.import_module(module)
+        p = case.params
+        return _per_image(lambda im: filters.unsharp_mask(
+            im, radius=p["sigma"], amount=p["amount"], preserve_range=True)), _identity
 
     return make
 
@@ -819,6 +844,15 @@ REGISTRY: dict[str, list[Impl]] = {
         Impl("cupyx PchipInterpolator", "gpu",
              _pchip_table_or_direct("cupyx.scipy.interpolate", lambda im, t: _cupy().asarray(t)[im]),
              ("cupy", "cupyx.scipy.interpolate"), "uint8: table indexing; float32: direct"),
+    ],
+    "unsharp": [
+        GPUENHANCE_CPU,
+        Impl("cv2.GaussianBlur + addWeighted", "cpu", _cv2_unsharp, ("cv2",), _PER_IMAGE),
+        Impl("skimage.filters.unsharp_mask", "cpu", _skimage_unsharp("skimage.filters"),
+             ("skimage",), "float64 math; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cucim.skimage.filters.unsharp_mask", "gpu", _skimage_unsharp("cucim.skimage.filters"),
+             ("cupy", "cucim"), _PER_IMAGE, tolerate_errors=True),
     ],
     "patch_sgd": [
         GPUENHANCE_CPU,

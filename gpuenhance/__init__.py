@@ -13,6 +13,7 @@ from .filters import gaussian_filter, median_filter
 from .local import EnhanceResult, enhance_roi
 from .pipeline import Pipeline
 from .restore import LMSRestorer
+from .sharpen import unsharp_mask
 from .tone import apply_lut, gamma_correct, tone_curve
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "median_filter",
     "metrics",
     "tone_curve",
+    "unsharp_mask",
     "white_balance",
 ]

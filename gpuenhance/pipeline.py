@@ -222,6 +222,21 @@ def _point_tone_curve(p: dict, x, xp):
     return {"lut": xp.asarray(_levels.curve_table(p["points"], dtype))}
 
 
+def _check_unsharp(p: dict) -> dict:
+    out: dict[str, Any] = {}
+    if "sigma" in p:
+        out["sigma"] = _validate.real(p["sigma"], "sigma", low=0.0, low_open=True)
+    for key in ("amount", "threshold"):
+        if key in p:
+            out[key] = _validate.real(p[key], key, low=0.0)
+    return out
+
+
+def _radius_unsharp(p: dict, dtype) -> int:
+    sigma = _with_defaults("unsharp", p)["sigma"]
+    return _gauss.resolve(0, sigma, None, dtype)[0] // 2
+
+
 def _radius_median(p: dict, dtype) -> int:
     return int(p["ksize"]) // 2
 
@@ -350,6 +365,12 @@ STAGES: dict[str, StageKind] = {
             _check_gaussian, radius=_radius_gaussian, fused=_fused_gaussian,
         ),
         StageKind(
+            "unsharp", "sharpen.unsharp_mask", "unsharp mask x + amount * (x - Gaussian(x))",
+            (Param("sigma", accepts="> 0"), Param("amount", accepts=">= 0"),
+             Param("threshold", accepts=">= 0, in pixel units")),
+            _check_unsharp, radius=_radius_unsharp,
+        ),
+        StageKind(
             "gamma", "tone.gamma_correct", "gamma curve gain * x**gamma",
             (Param("gamma", accepts="> 0", required=True), Param("gain", accepts=">= 0")),
             _check_gamma, point=_point_gamma,
@@ -431,7 +452,7 @@ class Stage:
     ----------
     name : str
         The stage (a key of :data:`STAGES`: ``"median"``, ``"gaussian"``, ``"gamma"``,
-        ``"lut"``, ``"tone_curve"``, ``"white_balance"``, ``"auto_contrast"``,
+        ``"unsharp"``, ``"lut"``, ``"tone_curve"``, ``"white_balance"``, ``"auto_contrast"``,
         ``"equalize"``, ``"clahe"``).
     params : mapping, optional
         Its parameters (see :data:`STAGES`); stored as a sorted tuple of items so that

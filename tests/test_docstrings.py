@@ -11,6 +11,7 @@ MODULES = [
     "gpuenhance.tone",
     "gpuenhance.contrast",
     "gpuenhance.color",
+    "gpuenhance.sharpen",
     "gpuenhance.restore",
     "gpuenhance.local",
     "gpuenhance.degrade",

@@ -21,6 +21,7 @@ PUBLIC_OPS = {
     "white_balance",
     "auto_contrast",
     "tone_curve",
+    "unsharp_mask",
 }
 
 

@@ -220,3 +220,18 @@ def test_integer_tone_curve_fuses_into_the_filter_on_cuda_engines(rng, monkeypat
     monkeypatch.undo()
     np.testing.assert_array_equal(out, tone_curve(median_filter(img, 3),
                                                   [(0, 0), (0.4, 0.7), (1, 1)]))
+
+
+@pytest.mark.equivalence("unsharp_mask")
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_unsharp_stage_equals_the_op_whole_and_tiled(backend, rng, dtype):
+    from gpuenhance import unsharp_mask
+
+    img = (rng.random((2, 23, 31, 3)) * (255 if dtype == np.uint8 else 1)).astype(dtype)
+    pipe = Pipeline("unsharp:sigma=1.5:amount=0.8:threshold=0 | median:ksize=3")
+    ref = median_filter(unsharp_mask(img, 1.5, 0.8, 0, backend=backend), 3, backend=backend)
+    np.testing.assert_array_equal(pipe(img, backend=backend), ref)
+    if backend == "cpu":  # tiles with halos: identical to the whole image
+        k = int(round(1.5 * (3 if dtype == np.uint8 else 4) * 2 + 1)) | 1
+        assert pipe.radius_for(dtype) == k // 2 + 1
+        np.testing.assert_array_equal(pipe(img, backend=backend, max_tile=9), ref)
