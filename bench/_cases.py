@@ -28,8 +28,10 @@ AUTO_CONTRAST = {"low": 0.5, "high": 99.5}
 TONE_POINTS = ((0.0, 0.0), (0.25, 0.35), (0.75, 0.85), (1.0, 1.0))
 
 FAMILIES = ("median", "gaussian", "lut", "gamma", "lms_fit", "lms_restore", "patch_sgd",
-            "equalize", "clahe", "white_balance", "auto_contrast", "tone_curve", "unsharp")
+            "equalize", "clahe", "white_balance", "auto_contrast", "tone_curve", "unsharp",
+            "bilateral")
 UNSHARP = {"sigma": 1.0, "amount": 1.0}
+BILATERAL = {"d": 9, "sigma_color": 75.0, "sigma_space": 75.0}
 OP_NAMES = {
     "median": "median_filter",
     "gaussian": "gaussian_filter",
@@ -44,6 +46,7 @@ OP_NAMES = {
     "auto_contrast": "auto_contrast",
     "tone_curve": "tone_curve",
     "unsharp": "unsharp_mask",
+    "bilateral": "bilateral_filter",
 }
 
 
@@ -95,7 +98,7 @@ class Case:
     def bytes_moved(self) -> int:
         """Bytes the op must read and write at least once (the GB/s numerator)."""
         if self.family in ("median", "gaussian", "gamma", "lms_restore", "clahe", "tone_curve",
-                           "unsharp"):
+                           "unsharp", "bilateral"):
             return 2 * self.image_bytes
         if self.family == "lut":
             return 2 * self.image_bytes + (256 if self.dtype == "uint8" else 65536 * 2)
@@ -189,6 +192,12 @@ def cases(family: str, smoke: bool = False) -> list[Case]:
         elif family in ("white_balance", "auto_contrast"):
             for dtype in ("uint8", "uint16", "float32"):
                 params = dict(AUTO_CONTRAST) if family == "auto_contrast" else {}
+                out.append(Case(family, size, hw, batch, dtype, params))
+        elif family == "bilateral":
+            for dtype in ("uint8", "float32"):
+                params = dict(BILATERAL)
+                if dtype == "float32":
+                    params["sigma_color"] = BILATERAL["sigma_color"] / 255.0
                 out.append(Case(family, size, hw, batch, dtype, params))
         elif family == "unsharp":
             for dtype in ("uint8", "float32"):

@@ -121,6 +121,9 @@ def _ge_make(device: str):
             return (lambda img: ge.white_balance(img)), _identity
         if case.family == "auto_contrast":
             return (lambda img: ge.auto_contrast(img, p["low"], p["high"])), _identity
+        if case.family == "bilateral":
+            return (lambda img: ge.bilateral_filter(
+                img, p["d"], p["sigma_color"], p["sigma_space"])), _identity
         if case.family == "unsharp":
             return (lambda img: ge.unsharp_mask(img, p["sigma"], p["amount"])), _identity
         if case.family == "tone_curve":
@@ -428,6 +431,23 @@ def _cv2_unsharp(case: Case):
         return cv2.addWeighted(im, 1.0 + p["amount"], blur, -p["amount"], 0)
 
     return _per_image(one), _identity
+
+
+def _cv2_bilateral(case: Case):
+    import cv2
+
+    p = case.params
+    return _per_image(lambda im: cv2.bilateralFilter(
+        im, p["d"], p["sigma_color"], p["sigma_space"])), _identity
+
+
+def _cvcuda_bilateral(case: Case):
+    import cvcuda
+
+    p = case.params
+    return (lambda t: cvcuda.bilateral_filter(
+        t, p["d"], p["sigma_color"], p["sigma_space"], border=cvcuda.Border.REFLECT101)), (
+        lambda args: (_cvcuda_tensor(args[0]),))
 
 
 def _skimage_unsharp(module: str):
@@ -853,6 +873,13 @@ REGISTRY: dict[str, list[Impl]] = {
         GPUENHANCE_GPU,
         Impl("cucim.skimage.filters.unsharp_mask", "gpu", _skimage_unsharp("cucim.skimage.filters"),
              ("cupy", "cucim"), _PER_IMAGE, tolerate_errors=True),
+    ],
+    "bilateral": [
+        GPUENHANCE_CPU,
+        Impl("cv2.bilateralFilter", "cpu", _cv2_bilateral, ("cv2",), _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cvcuda.bilateral_filter", "gpu", _cvcuda_bilateral, ("cupy", "torch", "cvcuda"),
+             tolerate_errors=True),
     ],
     "patch_sgd": [
         GPUENHANCE_CPU,

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from . import degrade, metrics
 from ._backend import BackendUnavailableError, info
+from .bilateral import bilateral_filter
 from .color import white_balance
 from .contrast import auto_contrast, clahe, equalize_hist
 from .filters import gaussian_filter, median_filter
@@ -23,6 +24,7 @@ __all__ = [
     "Pipeline",
     "apply_lut",
     "auto_contrast",
+    "bilateral_filter",
     "clahe",
     "degrade",
     "enhance_roi",

@@ -237,6 +237,22 @@ def _radius_unsharp(p: dict, dtype) -> int:
     return _gauss.resolve(0, sigma, None, dtype)[0] // 2
 
 
+def _check_bilateral(p: dict) -> dict:
+    from .bilateral import checked_parameters
+
+    d, sc, ss = checked_parameters(p["d"], p["sigma_color"], p["sigma_space"])
+    out: dict[str, Any] = {"d": d, "sigma_color": sc, "sigma_space": ss}
+    if "border" in p:
+        out["border"] = _validate.border(p["border"])
+    return out
+
+
+def _radius_bilateral(p: dict, dtype) -> int:
+    from . import _bilateral
+
+    return _bilateral.radius(p["d"], p["sigma_space"])
+
+
 def _radius_median(p: dict, dtype) -> int:
     return int(p["ksize"]) // 2
 
@@ -371,6 +387,14 @@ STAGES: dict[str, StageKind] = {
             _check_unsharp, radius=_radius_unsharp,
         ),
         StageKind(
+            "bilateral", "bilateral.bilateral_filter",
+            "edge-preserving bilateral filter (cv2.bilateralFilter; uint8/float32, 1 or 3 channels)",
+            (Param("d", accepts="0..129; 0 = from sigma_space", required=True),
+             Param("sigma_color", accepts="> 0, pixel units", required=True),
+             Param("sigma_space", accepts="> 0, pixels", required=True), _BORDER),
+            _check_bilateral, radius=_radius_bilateral,
+        ),
+        StageKind(
             "gamma", "tone.gamma_correct", "gamma curve gain * x**gamma",
             (Param("gamma", accepts="> 0", required=True), Param("gain", accepts=">= 0")),
             _check_gamma, point=_point_gamma,
@@ -452,7 +476,7 @@ class Stage:
     ----------
     name : str
         The stage (a key of :data:`STAGES`: ``"median"``, ``"gaussian"``, ``"gamma"``,
-        ``"unsharp"``, ``"lut"``, ``"tone_curve"``, ``"white_balance"``, ``"auto_contrast"``,
+        ``"unsharp"``, ``"bilateral"``, ``"lut"``, ``"tone_curve"``, ``"white_balance"``, ``"auto_contrast"``,
         ``"equalize"``, ``"clahe"``).
     params : mapping, optional
         Its parameters (see :data:`STAGES`); stored as a sorted tuple of items so that

@@ -12,6 +12,7 @@ MODULES = [
     "gpuenhance.contrast",
     "gpuenhance.color",
     "gpuenhance.sharpen",
+    "gpuenhance.bilateral",
     "gpuenhance.restore",
     "gpuenhance.local",
     "gpuenhance.degrade",

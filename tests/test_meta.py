@@ -22,6 +22,7 @@ PUBLIC_OPS = {
     "auto_contrast",
     "tone_curve",
     "unsharp_mask",
+    "bilateral_filter",
 }
 
 

@@ -235,3 +235,18 @@ def test_unsharp_stage_equals_the_op_whole_and_tiled(backend, rng, dtype):
         k = int(round(1.5 * (3 if dtype == np.uint8 else 4) * 2 + 1)) | 1
         assert pipe.radius_for(dtype) == k // 2 + 1
         np.testing.assert_array_equal(pipe(img, backend=backend, max_tile=9), ref)
+
+
+@pytest.mark.equivalence("bilateral_filter")
+def test_bilateral_stage_equals_the_op_whole_and_tiled(backend, rng):
+    from gpuenhance import bilateral_filter
+
+    img = rng.integers(0, 256, (2, 19, 22, 3), dtype=np.uint8)
+    pipe = Pipeline("bilateral : d=9 : sigma_color=75 : sigma_space=75 | gamma:gamma=0.9")
+    ref = Pipeline("gamma:gamma=0.9")(bilateral_filter(img, 9, 75.0, 75.0, backend=backend),
+                                      backend=backend)
+    np.testing.assert_array_equal(pipe(img, backend=backend), ref)
+    assert pipe.radius == 4
+    np.testing.assert_array_equal(pipe(img, backend=backend, max_tile=10), ref)
+    with pytest.raises(ValueError, match="stage 1 'bilateral': sigma_space gives a window"):
+        Pipeline("bilateral:d=0:sigma_color=10:sigma_space=60")
