@@ -204,3 +204,16 @@ BAD_CALLS = [
 def test_bad_arguments_raise_the_same_error_on_every_engine(backend, call, exc, match):
     with pytest.raises(exc, match=match):
         call(np.zeros((8, 8), np.uint8), backend)
+
+
+def test_clahe_uint16_groups_images_when_tile_counters_exceed_the_budget(rng, monkeypatch):
+    from gpuenhance._cuda import contrast as cuda_contrast
+
+    from conftest import _emulator_problem
+
+    if _emulator_problem() is not None:
+        pytest.skip(f"CUDA emulator unavailable: {_emulator_problem()}")
+    monkeypatch.setattr(cuda_contrast, "_SCRATCH_BYTES", 6 * 65536 * 4)  # 6 tiles' counters
+    img = skewed(rng, (3, 14, 15, 1), np.uint16)
+    out = clahe(img, 2.0, (2, 2), backend="cuda-emulated")  # 4 tiles: one image per launch
+    assert_matches(out, clahe_oracle(img, 2.0, (2, 2)), "clahe")

@@ -5,7 +5,8 @@ The whole (N, H, W, C) batch is processed per launch, every image with its own s
 equalisation is histogram -> LUT -> map (three launches), CLAHE tile LUTs -> map (two); the
 statistics stay on the device between launches (no host round trip, no synchronisation).
 uint16 images count into 65536 global bins per image (equalisation) or per tile (CLAHE):
-256 KiB per image or tile of scratch.
+256 KiB per image or tile of scratch; CLAHE takes the images of a batch in groups whose
+counters fit 256 MiB (one group, one launch, for grids up to 1024 tiles).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ._common import GRID_YZ_MAX, blocks, check_grid, check_nhwc, ctype
 _THREADS = 256  # GPUENHANCE_CONTRAST_THREADS in kernels/contrast.cu
 _MAX_BLOCKS_X = 1024
 _BINS = {np.dtype(np.uint8): 256, np.dtype(np.uint16): 65536}
+# Most bytes of uint16 CLAHE tile counters allocated for one launch.
+_SCRATCH_BYTES = 256 << 20
 _DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
@@ -118,12 +121,19 @@ def clahe(ctx, img, clip_limit: float, tile_grid: tuple[int, int]):
     clip = max(int(clip_limit * area / bins), 1) if clip_limit > 0.0 else 0
     tiles = tiles_x * tiles_y
     luts = xp.empty((n, tiles, bins), dtype=dtype)
-    scratch = (xp.zeros((n, tiles, bins), dtype=np.uint32) if bins > 256
-               else xp.zeros((1,), dtype=np.uint32))
-    _function(ctx, "clahe_lut", dtype, color)(
-        check_grid((tiles, min(n, GRID_YZ_MAX), 1), "clahe"), (_THREADS, 1, 1),
-        (x, luts, scratch, np.int32(h), np.int32(w), np.int32(tiles_x), np.int32(tile_h),
-         np.int32(tile_w), np.int32(clip), np.float32(lut_scale), np.int32(n)))
+    # uint16 counts in global memory, 256 KiB per tile: images go in groups whose counters
+    # fit _SCRATCH_BYTES (one launch for the batch unless the grid is very fine)
+    per_launch = n if bins == 256 else max(1, min(n, _SCRATCH_BYTES // (tiles * bins * 4)))
+    scratch = xp.zeros((1,), dtype=np.uint32)
+    for i0 in range(0, n, per_launch):
+        i1 = min(n, i0 + per_launch)
+        if bins > 256:
+            scratch = xp.zeros((i1 - i0, tiles, bins), dtype=np.uint32)
+        _function(ctx, "clahe_lut", dtype, color)(
+            check_grid((tiles, min(i1 - i0, GRID_YZ_MAX), 1), "clahe"), (_THREADS, 1, 1),
+            (x[i0:i1], luts[i0:i1], scratch, np.int32(h), np.int32(w), np.int32(tiles_x),
+             np.int32(tile_h), np.int32(tile_w), np.int32(clip), np.float32(lut_scale),
+             np.int32(i1 - i0)))
     _function(ctx, "clahe_map", dtype, color)(
         _pixel_grid(h * w, n), (_THREADS, 1, 1),
         (x, out, luts, np.int32(h), np.int32(w), np.int32(tiles_x), np.int32(tiles_y),
