@@ -344,6 +344,12 @@ def _lut_table(p: dict, img, xp):
             f"lut file {p['file']!r} holds a {np.dtype(table.dtype).name} table; it cannot map "
             f"{np.dtype(img.dtype).name} images"
         )
+    channels = img.shape[-1] if img.ndim >= 3 else 1
+    if table.ndim == 2 and table.shape[1] not in (1, channels):
+        raise ValueError(
+            f"lut file {p['file']!r} has {table.shape[1]} columns (one per channel); the "
+            f"image has {channels} channel(s)"
+        )
     return xp.asarray(table)
 
 

@@ -110,10 +110,13 @@ def test_lut_stage_refuses_bad_files_naming_them(tmp_path, table_file):
             Pipeline(f"lut:file={path}")
 
 
-def test_lut_stage_dtype_mismatch_names_the_file(table_file):
+def test_lut_stage_dtype_or_channel_mismatch_names_the_file(table_file):
     path = table_file(np.zeros(256, np.uint8), "u8.npy")
     with pytest.raises(TypeError, match="u8.npy.*uint8 table.*uint16"):
         Pipeline(f"lut:file={path}")(np.zeros((4, 4), np.uint16))
+    path = table_file(np.zeros((256, 3), np.uint8), "rgb.npy")
+    with pytest.raises(ValueError, match="rgb.npy.*3 columns.*2 channel"):
+        Pipeline(f"lut:file={path}")(np.zeros((4, 4, 2), np.uint8))
 
 
 # ------------------------------------------------------------------- statistics stages
