@@ -23,7 +23,15 @@ LMS_EPOCHS = 1
 PATCH = {"ksize": 3, "patch": 32, "batch": 256, "steps": 50}
 PATCH_SMOKE = {"ksize": 3, "patch": 8, "batch": 8, "steps": 2}
 
-FAMILIES = ("median", "gaussian", "lut", "gamma", "lms_fit", "lms_restore", "patch_sgd")
+CLAHE = {"clip_limit": 2.0, "tile_grid": 8}
+AUTO_CONTRAST = {"low": 0.5, "high": 99.5}
+TONE_POINTS = ((0.0, 0.0), (0.25, 0.35), (0.75, 0.85), (1.0, 1.0))
+
+FAMILIES = ("median", "gaussian", "lut", "gamma", "lms_fit", "lms_restore", "patch_sgd",
+            "equalize", "clahe", "white_balance", "auto_contrast", "tone_curve", "unsharp",
+            "bilateral")
+UNSHARP = {"sigma": 1.0, "amount": 1.0}
+BILATERAL = {"d": 9, "sigma_color": 75.0, "sigma_space": 75.0}
 OP_NAMES = {
     "median": "median_filter",
     "gaussian": "gaussian_filter",
@@ -32,6 +40,13 @@ OP_NAMES = {
     "lms_fit": "LMSRestorer.fit",
     "lms_restore": "LMSRestorer.restore",
     "patch_sgd": "enhance_roi",
+    "equalize": "equalize_hist",
+    "clahe": "clahe",
+    "white_balance": "white_balance",
+    "auto_contrast": "auto_contrast",
+    "tone_curve": "tone_curve",
+    "unsharp": "unsharp_mask",
+    "bilateral": "bilateral_filter",
 }
 
 
@@ -61,6 +76,8 @@ class Case:
     @property
     def shape(self) -> tuple:
         h, w = self.hw
+        if self.family == "white_balance":  # colour: RGB images
+            return (h, w, 3) if self.batch == 1 else (self.batch, h, w, 3)
         if self.family == "patch_sgd" or self.batch == 1:
             return (h, w)
         return (self.batch, h, w, 1)
@@ -80,12 +97,15 @@ class Case:
     @property
     def bytes_moved(self) -> int:
         """Bytes the op must read and write at least once (the GB/s numerator)."""
-        if self.family in ("median", "gaussian", "gamma", "lms_restore"):
+        if self.family in ("median", "gaussian", "gamma", "lms_restore", "clahe", "tone_curve",
+                           "unsharp", "bilateral"):
             return 2 * self.image_bytes
         if self.family == "lut":
             return 2 * self.image_bytes + (256 if self.dtype == "uint8" else 65536 * 2)
         if self.family == "lms_fit":
             return 2 * self.image_bytes  # read degraded + clean once per epoch
+        if self.family in ("equalize", "white_balance", "auto_contrast"):
+            return 3 * self.image_bytes  # read for the statistics, read and write to map
         if self.family == "patch_sgd":
             p, k, b, s = (self.params[x] for x in ("patch", "ksize", "batch", "steps"))
             # per step: a batch of input patches (with halo) and target patches, float32
@@ -166,6 +186,28 @@ def cases(family: str, smoke: bool = False) -> list[Case]:
         elif family == "gamma":
             for dtype in ("uint8", "float32"):
                 out.append(Case(family, size, hw, batch, dtype, {"gamma": GAMMA}))
+        elif family == "equalize":
+            for dtype in ("uint8", "uint16"):
+                out.append(Case(family, size, hw, batch, dtype, {}))
+        elif family in ("white_balance", "auto_contrast"):
+            for dtype in ("uint8", "uint16", "float32"):
+                params = dict(AUTO_CONTRAST) if family == "auto_contrast" else {}
+                out.append(Case(family, size, hw, batch, dtype, params))
+        elif family == "bilateral":
+            for dtype in ("uint8", "float32"):
+                params = dict(BILATERAL)
+                if dtype == "float32":
+                    params["sigma_color"] = BILATERAL["sigma_color"] / 255.0
+                out.append(Case(family, size, hw, batch, dtype, params))
+        elif family == "unsharp":
+            for dtype in ("uint8", "float32"):
+                out.append(Case(family, size, hw, batch, dtype, dict(UNSHARP)))
+        elif family == "tone_curve":
+            for dtype in ("uint8", "float32"):
+                out.append(Case(family, size, hw, batch, dtype, {}))
+        elif family == "clahe":
+            for dtype in ("uint8", "uint16"):
+                out.append(Case(family, size, hw, batch, dtype, dict(CLAHE)))
         elif family in ("lms_fit", "lms_restore"):
             params = {"epochs": LMS_EPOCHS} if family == "lms_fit" else {}
             out.append(Case(family, size, hw, batch, "float32", params))

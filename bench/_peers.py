@@ -66,6 +66,14 @@ def _import_problem(mod: str) -> str | None:
         return f"{mod} not installed ({type(exc).__name__}: {exc})"
 
 
+def _cv2():
+    return importlib.import_module("cv2")
+
+
+def _cupy():
+    return importlib.import_module("cupy")
+
+
 def _identity(args):
     return args
 
@@ -105,6 +113,21 @@ def _ge_make(device: str):
             return (lambda img, lut: ge.apply_lut(img, lut)), _identity
         if case.family == "gamma":
             return (lambda img: ge.gamma_correct(img, p["gamma"], gain=1.0)), _identity
+        if case.family == "equalize":
+            return (lambda img: ge.equalize_hist(img)), _identity
+        if case.family == "clahe":
+            return (lambda img: ge.clahe(img, p["clip_limit"], p["tile_grid"])), _identity
+        if case.family == "white_balance":
+            return (lambda img: ge.white_balance(img)), _identity
+        if case.family == "auto_contrast":
+            return (lambda img: ge.auto_contrast(img, p["low"], p["high"])), _identity
+        if case.family == "bilateral":
+            return (lambda img: ge.bilateral_filter(
+                img, p["d"], p["sigma_color"], p["sigma_space"])), _identity
+        if case.family == "unsharp":
+            return (lambda img: ge.unsharp_mask(img, p["sigma"], p["amount"])), _identity
+        if case.family == "tone_curve":
+            return (lambda img: ge.tone_curve(img, _cases.TONE_POINTS)), _identity
         if case.family == "lms_fit":
             def fit(deg, clean):
                 return ge.LMSRestorer(batch_size=8).fit(deg, clean, epochs=p["epochs"])
@@ -252,6 +275,189 @@ def _skimage_gamma(case: Case):
 
     g = case.params["gamma"]
     return (lambda img: exposure.adjust_gamma(img, g, 1.0)), _identity
+
+
+def _cv2_equalize(case: Case):
+    import cv2
+
+    if case.dtype != "uint8":
+        raise Unsupported("cv2.equalizeHist supports 8-bit input only")
+    return _per_image(cv2.equalizeHist), _identity
+
+
+def _bincount_equalize(xp_name: str):
+    """What a NumPy/CuPy user writes: bincount, cumulative sum, table, fancy indexing."""
+
+    def make(case: Case):
+        xp = importlib.import_module(xp_name)
+        bins = 256 if case.dtype == "uint8" else 65536
+        top = float(bins - 1)
+
+        def one(im):
+            cdf = xp.cumsum(xp.bincount(im.ravel(), minlength=bins))
+            lo = cdf[xp.argmax(cdf > 0)]
+            table = xp.rint((cdf - lo) * (top / xp.maximum(im.size - lo, 1))).clip(0, top)
+            return table.astype(im.dtype)[im]
+
+        return _per_image(one), _identity
+
+    return make
+
+
+def _skimage_equalize(case: Case):
+    from skimage import exposure
+
+    bins = 256 if case.dtype == "uint8" else 65536
+    return _per_image(lambda im: exposure.equalize_hist(im, nbins=bins)), _identity
+
+
+def _cv2_clahe(case: Case):
+    import cv2
+
+    p = case.params
+    op = cv2.createCLAHE(p["clip_limit"], (p["tile_grid"], p["tile_grid"]))
+    return _per_image(op.apply), _identity
+
+
+def _adapthist(module: str):
+    """skimage's / cuCIM's equalize_adapthist with the case's tiles and clip level."""
+
+    def make(case: Case):
+        exposure = importlib.import_module(module)
+        p = case.params
+        # their clip_limit is a fraction of the tile area (OpenCV's a multiple of the mean
+        # bin count): clip_limit / bins gives the same clip level
+        bins = 256 if case.dtype == "uint8" else 65536
+        h, w = case.hw
+        size = (max(1, h // p["tile_grid"]), max(1, w // p["tile_grid"]))
+        return _per_image(lambda im: exposure.equalize_adapthist(
+            im, kernel_size=size, clip_limit=p["clip_limit"] / bins, nbins=bins)), _identity
+
+    return make
+
+
+def _per_rgb(fn):
+    """Run *fn* over each (H, W, C) image of a batch (or one image)."""
+
+    def run(img):
+        if img.ndim == 3:
+            return fn(img)
+        return [fn(im) for im in img]
+
+    return run
+
+
+def _xp_gray_world(xp_name: str):
+    """What a NumPy/CuPy user writes: channel means, gains, multiply, clip, cast."""
+
+    def make(case: Case):
+        xp = importlib.import_module(xp_name)
+        top = np.iinfo(case.dtype).max if case.dtype != "float32" else None
+
+        def one(im):
+            means = im.reshape(-1, im.shape[-1]).mean(axis=0)
+            out = im * (means.mean() / means)
+            return (xp.clip(xp.rint(out), 0, top) if top else out).astype(im.dtype)
+
+        return _per_rgb(one), _identity
+
+    return make
+
+
+def _cv2_gray_world(case: Case):
+    import cv2
+
+    def one(im):
+        means = cv2.mean(im)[: im.shape[-1]]
+        target = sum(means) / len(means)
+        return cv2.multiply(im, tuple(target / m for m in means) + (0.0,) * (4 - im.shape[-1]))
+
+    return _per_rgb(one), _identity
+
+
+def _xp_auto_contrast(xp_name: str):
+    """xp.percentile (inverted_cdf), then a clipped linear stretch."""
+
+    def make(case: Case):
+        xp = importlib.import_module(xp_name)
+        p = case.params
+        top = float(np.iinfo(case.dtype).max) if case.dtype != "float32" else 1.0
+
+        def one(im):
+            lo, hi = xp.percentile(im, (p["low"], p["high"]), method="inverted_cdf")
+            out = xp.clip((im - lo) * (top / max(float(hi - lo), 1e-12)), 0, top)
+            return (xp.rint(out) if case.dtype != "float32" else out).astype(im.dtype)
+
+        return _per_image(one), _identity
+
+    return make
+
+
+def _skimage_auto_contrast(case: Case):
+    from skimage import exposure
+
+    p = case.params
+
+    def one(im):
+        lo, hi = np.percentile(im, (p["low"], p["high"]))
+        return exposure.rescale_intensity(im, in_range=(lo, hi))
+
+    return _per_image(one), _identity
+
+
+def _pchip_table_or_direct(interp_module: str, lut):
+    """scipy/cupyx PchipInterpolator: a table through *lut* for uint8, direct for floats."""
+
+    def make(case: Case):
+        interp = importlib.import_module(interp_module)
+        pts = np.asarray(_cases.TONE_POINTS)
+        curve = interp.PchipInterpolator(pts[:, 0], pts[:, 1])
+        if case.dtype == "float32":
+            return (lambda img: curve(img).astype(np.float32)), _identity
+        table = np.clip(np.rint(curve(np.arange(256) / 255.0) * 255), 0, 255).astype(np.uint8)
+        return _per_image(lambda im: lut(im, table)), _identity
+
+    return make
+
+
+def _cv2_unsharp(case: Case):
+    """The OpenCV recipe: GaussianBlur, then addWeighted(img, 1 + amount, blur, -amount)."""
+    import cv2
+
+    p = case.params
+
+    def one(im):
+        blur = cv2.GaussianBlur(im, (0, 0), p["sigma"], borderType=cv2.BORDER_REFLECT_101)
+        return cv2.addWeighted(im, 1.0 + p["amount"], blur, -p["amount"], 0)
+
+    return _per_image(one), _identity
+
+
+def _cv2_bilateral(case: Case):
+    import cv2
+
+    p = case.params
+    return _per_image(lambda im: cv2.bilateralFilter(
+        im, p["d"], p["sigma_color"], p["sigma_space"])), _identity
+
+
+def _cvcuda_bilateral(case: Case):
+    import cvcuda
+
+    p = case.params
+    return (lambda t: cvcuda.bilateral_filter(
+        t, p["d"], p["sigma_color"], p["sigma_space"], border=cvcuda.Border.REFLECT101)), (
+        lambda args: (_cvcuda_tensor(args[0]),))
+
+
+def _skimage_unsharp(module: str):
+    def make(case: Case):
+        filters = importlib.import_module(module)
+        p = case.params
+        return _per_image(lambda im: filters.unsharp_mask(
+            im, radius=p["sigma"], amount=p["amount"], preserve_range=True)), _identity
+
+    return make
 
 
 # --- LMS: vectorised closed form, naive per-bin loop, skimage Wiener
@@ -436,6 +642,13 @@ def _cupy_gamma(case: Case):
     ), _identity
 
 
+def _cucim_equalize(case: Case):
+    from cucim.skimage import exposure
+
+    bins = 256 if case.dtype == "uint8" else 65536
+    return _per_image(lambda im: exposure.equalize_hist(im, nbins=bins)), _identity
+
+
 def _to_torch_nchw(img):
     """Zero-copy CuPy (H, W) / (N, H, W, 1) -> torch (N, 1, H, W) through DLPack."""
     import torch
@@ -603,6 +816,70 @@ REGISTRY: dict[str, list[Impl]] = {
         ),
         GPUENHANCE_GPU,
         Impl("cupy rfft2 filter", "gpu", _cupy_fft_restore, ("cupy",)),
+    ],
+    "equalize": [
+        GPUENHANCE_CPU,
+        Impl("cv2.equalizeHist", "cpu", _cv2_equalize, ("cv2",), _PER_IMAGE),
+        Impl("numpy bincount+cumsum", "cpu", _bincount_equalize("numpy"), (), _PER_IMAGE),
+        Impl("skimage.exposure.equalize_hist", "cpu", _skimage_equalize, ("skimage",),
+             "float64 output in [0, 1]; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cupy bincount+cumsum", "gpu", _bincount_equalize("cupy"), ("cupy",), _PER_IMAGE),
+        Impl("cucim.skimage.exposure.equalize_hist", "gpu", _cucim_equalize, ("cupy", "cucim"),
+             "float output; " + _PER_IMAGE, tolerate_errors=True),
+    ],
+    "clahe": [
+        GPUENHANCE_CPU,
+        Impl("cv2.createCLAHE().apply", "cpu", _cv2_clahe, ("cv2",), _PER_IMAGE),
+        Impl("skimage.exposure.equalize_adapthist", "cpu", _adapthist("skimage.exposure"),
+             ("skimage",),
+             "float64 output, its own interpolation; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cucim.skimage.exposure.equalize_adapthist", "gpu",
+             _adapthist("cucim.skimage.exposure"), ("cupy", "cucim"),
+             "float output, skimage's algorithm; " + _PER_IMAGE, tolerate_errors=True),
+    ],
+    "white_balance": [
+        GPUENHANCE_CPU,
+        Impl("cv2.mean + cv2.multiply", "cpu", _cv2_gray_world, ("cv2",), _PER_IMAGE),
+        Impl("numpy means * gains", "cpu", _xp_gray_world("numpy"), (), _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cupy means * gains", "gpu", _xp_gray_world("cupy"), ("cupy",), _PER_IMAGE),
+    ],
+    "auto_contrast": [
+        GPUENHANCE_CPU,
+        Impl("numpy percentile + stretch", "cpu", _xp_auto_contrast("numpy"), (), _PER_IMAGE),
+        Impl("skimage.exposure.rescale_intensity", "cpu", _skimage_auto_contrast, ("skimage",),
+             "np.percentile (linear) in_range; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cupy percentile + stretch", "gpu", _xp_auto_contrast("cupy"), ("cupy",),
+             _PER_IMAGE),
+    ],
+    "tone_curve": [
+        GPUENHANCE_CPU,
+        Impl("scipy PchipInterpolator (+ cv2.LUT)", "cpu",
+             _pchip_table_or_direct("scipy.interpolate", lambda im, t: _cv2().LUT(im, t)),
+             ("scipy", "cv2"), "uint8: table through cv2.LUT; float32: evaluated directly"),
+        GPUENHANCE_GPU,
+        Impl("cupyx PchipInterpolator", "gpu",
+             _pchip_table_or_direct("cupyx.scipy.interpolate", lambda im, t: _cupy().asarray(t)[im]),
+             ("cupy", "cupyx.scipy.interpolate"), "uint8: table indexing; float32: direct"),
+    ],
+    "unsharp": [
+        GPUENHANCE_CPU,
+        Impl("cv2.GaussianBlur + addWeighted", "cpu", _cv2_unsharp, ("cv2",), _PER_IMAGE),
+        Impl("skimage.filters.unsharp_mask", "cpu", _skimage_unsharp("skimage.filters"),
+             ("skimage",), "float64 math; " + _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cucim.skimage.filters.unsharp_mask", "gpu", _skimage_unsharp("cucim.skimage.filters"),
+             ("cupy", "cucim"), _PER_IMAGE, tolerate_errors=True),
+    ],
+    "bilateral": [
+        GPUENHANCE_CPU,
+        Impl("cv2.bilateralFilter", "cpu", _cv2_bilateral, ("cv2",), _PER_IMAGE),
+        GPUENHANCE_GPU,
+        Impl("cvcuda.bilateral_filter", "gpu", _cvcuda_bilateral, ("cupy", "torch", "cvcuda"),
+             tolerate_errors=True),
     ],
     "patch_sgd": [
         GPUENHANCE_CPU,

@@ -104,3 +104,58 @@ def same_shape(a, b, names: tuple[str, str]) -> None:
             f"{names[0]} and {names[1]} must have the same shape; "
             f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+INTEGER_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+def gray_or_rgb(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
+    """Check *img* as for :func:`image`, with one channel ((H, W) or C = 1) or three (RGB).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`image`; ValueError for a channel count other than 1 or 3.
+    """
+    image(img, name, dtypes=dtypes)
+    if img.ndim >= 3 and img.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{name} must have 1 channel or 3 (RGB); got {img.shape[-1]} channels "
+            f"(shape {tuple(img.shape)})"
+        )
+
+
+def pair(value, name: str, *, low: int, high: int) -> tuple[int, int]:
+    """Return *value* (an int n, or a pair of ints) as ``(a, b)``, each in [low, high]."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an integer or a pair of integers; got {value!r}")
+        return (integer(value[0], f"{name}[0]", low=low, high=high),
+                integer(value[1], f"{name}[1]", low=low, high=high))
+    v = integer(value, name, low=low, high=high)
+    return (v, v)
+
+
+def curve_points(points, name: str = "points") -> tuple[tuple[float, float], ...]:
+    """Return tone-curve control points as a tuple of (x, y) floats.
+
+    At least two pairs, every coordinate finite and in [0, 1], x strictly increasing.
+    Accepts a sequence of pairs or a (K, 2) array (NumPy; a device array is refused, since
+    reading it would synchronise the GPU).
+    """
+    if is_array(points) and not isinstance(points, np.ndarray):
+        raise TypeError(f"{name} must be a sequence of (x, y) pairs or a NumPy array; "
+                        f"got {type(points).__name__}")
+    try:
+        pts = [tuple(p) for p in points]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of (x, y) pairs; got {points!r}") from None
+    if len(pts) < 2 or any(len(p) != 2 for p in pts):
+        raise ValueError(f"{name} must hold at least two (x, y) pairs; got {points!r}")
+    out = tuple((real(x, f"{name}[{i}][0]", low=0.0, high=1.0),
+                 real(y, f"{name}[{i}][1]", low=0.0, high=1.0)) for i, (x, y) in enumerate(pts))
+    for i in range(1, len(out)):
+        if out[i][0] <= out[i - 1][0]:
+            raise ValueError(f"{name} x values must be strictly increasing; got "
+                             f"{out[i - 1][0]} then {out[i][0]} at {name}[{i}]")
+    return out

@@ -477,6 +477,13 @@ def _cmd_info(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _stage_epilog() -> str:
+    """The --pipeline stages and their parameters, from the pipeline's stage table."""
+    from .pipeline import stage_help
+
+    return stage_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpuenhance`` command."""
     from . import __version__
@@ -494,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an enhancement pipeline over image files",
         description="Run a pipeline over image files (folders recurse, globs expand). "
         "With no INPUT, runs on the bundled sample photos and writes OUT/contact_sheet.png.",
+        epilog=_stage_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or glob patterns")
     run.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")

@@ -1,26 +1,36 @@
 """A chain of stages applied to batches of images and to image files.
 
 A pipeline is written as a spec string, stages separated by ``|``, each ``name`` or
-``name:param=value,param=value``::
+``name:param=value:param=value`` (parameters separated by ``:``, ``,`` or spaces; spaces
+around ``=``, ``:`` and ``|`` are fine)::
 
     "median:ksize=3 | gaussian:sigma=1.2 | gamma:gamma=0.8"
+    "equalize | clahe:clip_limit=2:tile_grid=8x8 | lut:file=table.npy"
 
-Stages: ``median`` (:func:`gpuenhance.median_filter`: ``ksize``, ``border``), ``gaussian``
-(:func:`gpuenhance.gaussian_filter`: ``ksize``, ``sigma``, ``sigma_y``, ``border``) and
-``gamma`` (:func:`gpuenhance.gamma_correct`: ``gamma``, ``gain``). Parameters are checked when
-the pipeline is built, by the rules of the op they go to, so a bad spec fails before any
-image is read.
+The stages and their parameters are one table, :data:`STAGES` (:func:`stage_help` prints
+it): each stage's op, parameter kinds and ranges, halo radius, whether it needs statistics of
+the whole image, and whether it is a point operation a filter kernel may absorb. Parameters
+are checked when the pipeline is built, by the rules of the op they go to, so a bad spec fails
+before any image is read; omitted parameters take the op's own defaults.
 
-Stage ``k``'s output feeds stage ``k + 1``; on the CUDA engines a filter followed by a gamma
-runs as one fused kernel, and ``max_tile`` processes images in exact tiles
-(:mod:`gpuenhance._tiles`). :meth:`Pipeline.run_files` runs the pipeline over image files
+Stage ``k``'s output feeds stage ``k + 1``. Where the engine's filter accepts a trailing
+point operation (the CUDA engines' median and Gaussian take ``gamma=``/``lut=``), a filter
+followed by ``gamma``, ``lut`` or an integer ``tone_curve`` runs as one fused kernel.
+``max_tile`` processes images in exact tiles (:mod:`gpuenhance._tiles`); stages that need
+whole-image statistics (``equalize``, ``clahe``, ``white_balance``, ``auto_contrast``) run on the
+whole image between tiled runs of the local stages, so the result is still identical to
+whole-image processing. :meth:`Pipeline.run_files` runs the pipeline over image files
 (:mod:`gpuenhance.batch`; :class:`RunReport`, ``run_files`` and :data:`MANIFEST_NAME` are
 re-exported here).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import numbers
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -33,17 +43,74 @@ from .batch.report import RunReport
 from .batch.runner import run_files
 from .io import DEFAULT_MAX_PIXELS
 
-__all__ = ["Pipeline", "RunReport", "Stage", "STAGE_PARAMS", "parse_spec"]
+__all__ = ["Pipeline", "RunReport", "Stage", "STAGES", "STAGE_PARAMS", "parse_spec",
+           "stage_help"]
 
 
-# --------------------------------------------------------------------------- stages
+# --------------------------------------------------------------------------- stage table
 
-#: Parameters each stage accepts (in spec order) and which of them are required.
-STAGE_PARAMS: dict[str, dict[str, Any]] = {
-    "median": {"params": ("ksize", "border"), "required": ("ksize",)},
-    "gaussian": {"params": ("ksize", "sigma", "sigma_y", "border"), "required": ()},
-    "gamma": {"params": ("gamma", "gain"), "required": ("gamma",)},
-}
+
+@dataclass(frozen=True)
+class Param:
+    """One stage parameter: its name, how spec text is read, and its range in words."""
+
+    name: str
+    kind: str = "number"  # number | text | bool | grid | points | floats | path
+    accepts: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """A row of the stage table.
+
+    Attributes
+    ----------
+    op : str
+        ``"module.function"`` of the public op in :mod:`gpuenhance` the stage calls.
+    check : callable
+        ``check(params) -> params``: the op's own validation; raises TypeError/ValueError.
+    radius : callable, optional
+        ``radius(params, dtype) -> int``: how far an output pixel's inputs reach; None for
+        point and whole-image operations (radius 0).
+    whole_image : bool
+        The op needs statistics of the whole image (tiles cannot compute it alone).
+    point : callable, optional
+        For point operations a filter may absorb: ``point(params, x, xp) -> kwargs`` of the
+        engine filter's fused point operation, or None when this input cannot fuse.
+    fused : callable, optional
+        For filters that may absorb a point operation: ``fused(engine_fn, x, params,
+        point_kwargs)`` calls the engine's filter (its context bound) with the point
+        operation; *params* has the op's defaults filled in.
+    arguments : callable, optional
+        ``arguments(params, img) -> kwargs`` of the op call (default: the params).
+    """
+
+    name: str
+    op: str
+    summary: str
+    params: tuple = ()
+    check: Callable | None = None
+    radius: Callable | None = None
+    whole_image: bool = False
+    point: Callable | None = None
+    fused: Callable | None = None
+    arguments: Callable | None = None
+
+    def function(self):
+        """The public op."""
+        module, name = self.op.rsplit(".", 1)
+        return getattr(importlib.import_module(f"gpuenhance.{module}"), name)
+
+    def defaults(self) -> dict:
+        """The op's own defaults for the stage's parameters that have one."""
+        sig = inspect.signature(self.function())
+        return {
+            p.name: sig.parameters[p.name].default
+            for p in self.params
+            if p.name in sig.parameters
+            and sig.parameters[p.name].default is not inspect.Parameter.empty
+        }
 
 
 # Each check applies the op's own validation (the same helpers the public function calls), so
@@ -83,7 +150,331 @@ def _check_gamma(p: dict) -> dict:
     return out
 
 
-_CHECKS = {"median": _check_median, "gaussian": _check_gaussian, "gamma": _check_gamma}
+def _check_none(p: dict) -> dict:
+    return {}
+
+
+def _check_clahe(p: dict) -> dict:
+    from .contrast import CLAHE_TILES_MAX
+
+    out: dict[str, Any] = {}
+    if "clip_limit" in p:
+        out["clip_limit"] = _validate.real(p["clip_limit"], "clip_limit", low=0.0)
+    if "tile_grid" in p:
+        out["tile_grid"] = _validate.pair(p["tile_grid"], "tile_grid", low=1,
+                                          high=CLAHE_TILES_MAX)
+    return out
+
+
+def _with_defaults(stage: str, p: dict) -> dict:
+    """*p* with the op's own defaults filled in (for checks that relate parameters)."""
+    return {**STAGES[stage].defaults(), **p}
+
+
+def _check_white_balance(p: dict) -> dict:
+    from .color import WHITE_BALANCE_METHODS
+
+    out: dict[str, Any] = {}
+    method = _with_defaults("white_balance", p)["method"]
+    if method not in WHITE_BALANCE_METHODS:
+        raise ValueError(f"method must be one of "
+                         f"{', '.join(repr(m) for m in WHITE_BALANCE_METHODS)}; got {method!r}")
+    if "method" in p:
+        out["method"] = method
+    if "percentile" in p:
+        out["percentile"] = _validate.real(p["percentile"], "percentile", low=0.0, high=100.0,
+                                           low_open=True)
+    gains = p.get("gains")
+    if (method == "gains") != (gains is not None):
+        raise ValueError("gains must be given exactly when method=gains (one per channel)")
+    if gains is not None:
+        values = gains if isinstance(gains, tuple) else (gains,)
+        out["gains"] = tuple(_validate.real(g, f"gains[{i}]", low=0.0)
+                             for i, g in enumerate(values))
+    return out
+
+
+def _check_auto_contrast(p: dict) -> dict:
+    out: dict[str, Any] = {}
+    full = _with_defaults("auto_contrast", p)
+    low = _validate.real(full["low"], "low", low=0.0, high=100.0)
+    high = _validate.real(full["high"], "high", low=0.0, high=100.0)
+    if low >= high:
+        raise ValueError(f"low must be < high; got low={low}, high={high}")
+    if "low" in p:
+        out["low"] = low
+    if "high" in p:
+        out["high"] = high
+    if "per_channel" in p:
+        if not isinstance(p["per_channel"], bool):
+            raise TypeError(f"per_channel must be true or false; got {p['per_channel']!r}")
+        out["per_channel"] = p["per_channel"]
+    return out
+
+
+def _check_tone_curve(p: dict) -> dict:
+    return {"points": _validate.curve_points(p["points"])}
+
+
+def _point_tone_curve(p: dict, x, xp):
+    from . import _levels
+
+    dtype = np.dtype(x.dtype)
+    if dtype not in _LUT_ENTRIES:
+        return None  # floats are evaluated directly
+    return {"lut": xp.asarray(_levels.curve_table(p["points"], dtype))}
+
+
+def _check_unsharp(p: dict) -> dict:
+    out: dict[str, Any] = {}
+    if "sigma" in p:
+        out["sigma"] = _validate.real(p["sigma"], "sigma", low=0.0, low_open=True)
+    for key in ("amount", "threshold"):
+        if key in p:
+            out[key] = _validate.real(p[key], key, low=0.0)
+    return out
+
+
+def _radius_unsharp(p: dict, dtype) -> int:
+    sigma = _with_defaults("unsharp", p)["sigma"]
+    return _gauss.resolve(0, sigma, None, dtype)[0] // 2
+
+
+def _check_bilateral(p: dict) -> dict:
+    from .bilateral import checked_parameters
+
+    d, sc, ss = checked_parameters(p["d"], p["sigma_color"], p["sigma_space"])
+    out: dict[str, Any] = {"d": d, "sigma_color": sc, "sigma_space": ss}
+    if "border" in p:
+        out["border"] = _validate.border(p["border"])
+    return out
+
+
+def _radius_bilateral(p: dict, dtype) -> int:
+    from . import _bilateral
+
+    return _bilateral.radius(p["d"], p["sigma_space"])
+
+
+def _radius_median(p: dict, dtype) -> int:
+    return int(p["ksize"]) // 2
+
+
+def _radius_gaussian(p: dict, dtype) -> int:
+    kx, ky, _, _ = _gauss.resolve(p.get("ksize", 0), p.get("sigma", 0.0), p.get("sigma_y"), dtype)
+    return max(kx, ky) // 2
+
+
+def _fused_median(fn, x, p: dict, point: dict):
+    return fn(x, p["ksize"], p["border"], **point)
+
+
+def _fused_gaussian(fn, x, p: dict, point: dict):
+    kx, ky, sx, sy = _gauss.resolve(p["ksize"], p["sigma"], p["sigma_y"], x.dtype)
+    return fn(x, kx, ky, sx, sy, p["border"], **point)
+
+
+def _point_gamma(p: dict, x, xp):
+    if np.dtype(x.dtype) not in _validate.IMAGE_DTYPES:
+        return None
+    return {"gamma": float(p["gamma"]), "gain": float(p["gain"])}
+
+
+# ----------------------------------------------------------------------- lut:file=...
+
+_LUT_ENTRIES = {np.dtype(np.uint8): 256, np.dtype(np.uint16): 65536}
+
+
+def load_lut_file(path) -> np.ndarray:
+    """Load and check a lookup table saved with ``numpy.save`` (read-only, memoized).
+
+    The table must be uint8 with 256 entries or uint16 with 65536, of shape ``(entries,)``
+    or ``(entries, C)`` (one column per channel). ``allow_pickle=False``: a file holding
+    Python objects is refused, never executed.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: missing, unreadable, not a ``.npy`` array, or a table of the wrong
+        dtype or shape.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"file must be a path; got {type(path).__name__}")
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"file {path!r}: cannot read the table ({exc.strerror or exc})") from None
+    return _load_lut_cached(os.path.abspath(path), st.st_mtime_ns, st.st_size, path)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_lut_cached(abspath: str, mtime_ns: int, size: int, shown: str) -> np.ndarray:
+    try:
+        table = np.load(abspath, allow_pickle=False)
+    except Exception as exc:  # ValueError (pickled data), OSError, EOFError, zip errors, ...
+        raise ValueError(
+            f"file {shown!r} is not a NumPy .npy table: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(table, np.ndarray):
+        if hasattr(table, "close"):
+            table.close()
+        raise ValueError(f"file {shown!r} is not a NumPy .npy table (an .npz archive?)")
+    dtype = np.dtype(table.dtype)
+    entries = _LUT_ENTRIES.get(dtype)
+    if entries is None or table.ndim not in (1, 2) or table.shape[0] != entries or (
+        table.ndim == 2 and table.shape[1] < 1
+    ):
+        raise ValueError(
+            f"file {shown!r} must hold a uint8 table of shape (256,) or (256, C), or a uint16 "
+            f"table of shape (65536,) or (65536, C); got {dtype.name} {tuple(table.shape)}"
+        )
+    table = np.ascontiguousarray(table)
+    table.flags.writeable = False
+    return table
+
+
+def _check_lut(p: dict) -> dict:
+    load_lut_file(p["file"])
+    return {"file": os.fspath(p["file"])}
+
+
+def _lut_table(p: dict, img, xp):
+    """The stage's table for *img*: TypeError naming the file when the dtype differs."""
+    table = load_lut_file(p["file"])
+    if np.dtype(table.dtype) != np.dtype(img.dtype):
+        raise TypeError(
+            f"lut file {p['file']!r} holds a {np.dtype(table.dtype).name} table; it cannot map "
+            f"{np.dtype(img.dtype).name} images"
+        )
+    channels = img.shape[-1] if img.ndim >= 3 else 1
+    if table.ndim == 2 and table.shape[1] not in (1, channels):
+        raise ValueError(
+            f"lut file {p['file']!r} has {table.shape[1]} columns (one per channel); the "
+            f"image has {channels} channel(s)"
+        )
+    return xp.asarray(table)
+
+
+def _arguments_lut(p: dict, img) -> dict:
+    xp = _backend._cupy_module() if _backend.is_cupy(img) else np
+    return {"lut": _lut_table(p, img, xp)}
+
+
+def _point_lut(p: dict, x, xp):
+    table = load_lut_file(p["file"])
+    channels = int(x.shape[-1]) if x.ndim >= 3 else 1
+    if np.dtype(table.dtype) != np.dtype(x.dtype) or (
+        table.ndim == 2 and table.shape[1] not in (1, channels)
+    ):
+        return None  # not fusable: the stage alone raises the error naming the file
+    return {"lut": xp.asarray(table)}
+
+
+_BORDER = Param("border", "text", "|".join(_validate.BORDERS))
+
+#: The stage table: every pipeline stage, in the order ``run --help`` lists them.
+STAGES: dict[str, StageKind] = {
+    k.name: k
+    for k in (
+        StageKind(
+            "median", "filters.median_filter", "median filter (impulse noise)",
+            (Param("ksize", accepts="odd, 1..255", required=True), _BORDER),
+            _check_median, radius=_radius_median, fused=_fused_median,
+        ),
+        StageKind(
+            "gaussian", "filters.gaussian_filter", "Gaussian smoothing (OpenCV's ksize/sigma rules)",
+            (Param("ksize", accepts="0 or odd >= 1; 0 = from sigma"),
+             Param("sigma", accepts=">= 0; 0 = from ksize"),
+             Param("sigma_y", accepts=">= 0; default = sigma"), _BORDER),
+            _check_gaussian, radius=_radius_gaussian, fused=_fused_gaussian,
+        ),
+        StageKind(
+            "unsharp", "sharpen.unsharp_mask", "unsharp mask x + amount * (x - Gaussian(x))",
+            (Param("sigma", accepts="> 0"), Param("amount", accepts=">= 0"),
+             Param("threshold", accepts=">= 0, in pixel units")),
+            _check_unsharp, radius=_radius_unsharp,
+        ),
+        StageKind(
+            "bilateral", "bilateral.bilateral_filter",
+            "edge-preserving bilateral filter (cv2.bilateralFilter; uint8/float32, 1 or 3 channels)",
+            (Param("d", accepts="0..129; 0 = from sigma_space", required=True),
+             Param("sigma_color", accepts="> 0, pixel units", required=True),
+             Param("sigma_space", accepts="> 0, pixels", required=True), _BORDER),
+            _check_bilateral, radius=_radius_bilateral,
+        ),
+        StageKind(
+            "gamma", "tone.gamma_correct", "gamma curve gain * x**gamma",
+            (Param("gamma", accepts="> 0", required=True), Param("gain", accepts=">= 0")),
+            _check_gamma, point=_point_gamma,
+        ),
+        StageKind(
+            "lut", "tone.apply_lut", "lookup table from a .npy file (uint8: 256 entries, "
+            "uint16: 65536; one column per channel allowed)",
+            (Param("file", "path", "path of a table saved by numpy.save", required=True),),
+            _check_lut, point=_point_lut, arguments=_arguments_lut,
+        ),
+        StageKind(
+            "tone_curve", "tone.tone_curve", "monotone PCHIP tone curve through control points",
+            (Param("points", "points", "x,y;x,y;... in [0, 1], x increasing, >= 2 points",
+                   required=True),),
+            _check_tone_curve, point=_point_tone_curve,
+        ),
+        StageKind(
+            "white_balance", "color.white_balance", "per-channel gains against a colour cast",
+            (Param("method", "text", "gray_world|white_patch|gains"),
+             Param("percentile", accepts="(0, 100]; for white_patch"),
+             Param("gains", "floats", "g1,g2,...: one per channel, >= 0; for gains")),
+            _check_white_balance, whole_image=True,
+        ),
+        StageKind(
+            "auto_contrast", "contrast.auto_contrast", "percentile stretch to the full range",
+            (Param("low", accepts="0..100 percentile"), Param("high", accepts="0..100, > low"),
+             Param("per_channel", "bool", "true|false")),
+            _check_auto_contrast, whole_image=True,
+        ),
+        StageKind(
+            "equalize", "contrast.equalize_hist", "histogram equalisation (RGB: on Y of YCrCb)",
+            (), _check_none, whole_image=True,
+        ),
+        StageKind(
+            "clahe", "contrast.clahe", "contrast-limited adaptive equalisation (RGB: on Y)",
+            (Param("clip_limit", accepts=">= 0; 0 = no clipping"),
+             Param("tile_grid", "grid", "NxM tiles across x down (or N), each 1..256")),
+            _check_clahe, whole_image=True,
+        ),
+    )
+}
+
+#: Parameters each stage accepts (in spec order) and which of them are required.
+STAGE_PARAMS: dict[str, dict[str, Any]] = {
+    name: {"params": tuple(p.name for p in kind.params),
+           "required": tuple(p.name for p in kind.params if p.required)}
+    for name, kind in STAGES.items()
+}
+
+
+def stage_help() -> str:
+    """The stage table in words: every stage, its parameters, their ranges and defaults.
+
+    Examples
+    --------
+    >>> print(stage_help().splitlines()[1])
+      median        median filter (impulse noise)
+    """
+    lines = ['stages (SPEC = "name:param=value:param=value | name ..."):']
+    for kind in STAGES.values():
+        lines.append(f"  {kind.name:<13} {kind.summary}")
+        defaults = kind.defaults()
+        for p in kind.params:
+            if p.required:
+                note = "required"
+            elif p.name in defaults and defaults[p.name] is not None:
+                note = f"default {_format_value(defaults[p.name])}"
+            else:
+                note = "optional"
+            lines.append(f"      {p.name:<11} {p.accepts} ({note})")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -92,10 +483,12 @@ class Stage:
 
     Parameters
     ----------
-    name : {"median", "gaussian", "gamma"}
-        The op.
+    name : str
+        The stage (a key of :data:`STAGES`: ``"median"``, ``"gaussian"``, ``"gamma"``,
+        ``"unsharp"``, ``"bilateral"``, ``"lut"``, ``"tone_curve"``, ``"white_balance"``, ``"auto_contrast"``,
+        ``"equalize"``, ``"clahe"``).
     params : mapping, optional
-        Its parameters (see :data:`STAGE_PARAMS`); stored as a sorted tuple of items so that
+        Its parameters (see :data:`STAGES`); stored as a sorted tuple of items so that
         stages are immutable and hashable.
 
     Examples
@@ -116,6 +509,11 @@ class Stage:
         object.__setattr__(self, "params", tuple(sorted(tuple(params), key=lambda kv: kv[0])))
 
     @property
+    def kind(self) -> StageKind:
+        """The stage's row of :data:`STAGES`."""
+        return STAGES[self.name]
+
+    @property
     def kwargs(self) -> dict:
         """The parameters as a dict."""
         return dict(self.params)
@@ -128,6 +526,11 @@ class Stage:
         return self.name + ":" + ",".join(f"{k}={_format_value(v)}" for k, v in self.params)
 
     @property
+    def whole_image(self) -> bool:
+        """Whether the stage needs statistics of the whole image (no tiling through it)."""
+        return self.kind.whole_image
+
+    @property
     def radius(self) -> int:
         """How far (in pixels) one output pixel's inputs reach, for any dtype; 0 for point ops.
 
@@ -138,27 +541,20 @@ class Stage:
 
     def radius_for(self, dtype) -> int:
         """How far one output pixel's inputs reach for images of *dtype*: median ``ksize // 2``,
-        Gaussian ``max(kx, ky) // 2`` of the kernel size resolved for *dtype*, gamma 0."""
-        kw = self.kwargs
-        if self.name == "median":
-            return int(kw["ksize"]) // 2
-        if self.name == "gaussian":
-            kx, ky, _, _ = _gauss.resolve(
-                kw.get("ksize", 0), kw.get("sigma", 0.0), kw.get("sigma_y"), dtype
-            )
-            return max(kx, ky) // 2
-        return 0
+        Gaussian ``max(kx, ky) // 2`` of the kernel size resolved for *dtype*, point and
+        whole-image stages 0 (whole-image stages are never tiled)."""
+        kind = self.kind
+        return 0 if kind.radius is None else kind.radius(self.kwargs, dtype)
+
+    def resolved(self) -> dict:
+        """The parameters with the op's defaults filled in."""
+        return {**self.kind.defaults(), **self.kwargs}
 
     def __call__(self, img, *, backend=None):
         """Apply the stage to *img* (any layout the op accepts)."""
-        from . import filters, tone
-
-        func = {
-            "median": filters.median_filter,
-            "gaussian": filters.gaussian_filter,
-            "gamma": tone.gamma_correct,
-        }[self.name]
-        return func(img, **self.kwargs, backend=backend)
+        kind = self.kind
+        kwargs = kind.arguments(self.kwargs, img) if kind.arguments else self.kwargs
+        return kind.function()(img, **kwargs, backend=backend)
 
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.params)
@@ -166,14 +562,28 @@ class Stage:
 
 
 def _format_value(v) -> str:
-    return repr(v) if isinstance(v, float) else str(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(t, int) for t in v):
+        return f"{v[0]}x{v[1]}"
+    if isinstance(v, tuple) and all(isinstance(t, (int, float)) for t in v):
+        return ",".join(_format_value(t) for t in v)
+    if isinstance(v, tuple):
+        return ";".join(",".join(_format_value(t) for t in item) if isinstance(item, tuple)
+                        else _format_value(item) for item in v)
+    return str(v)
 
 
 _NUMBER_INT = re.compile(r"^[+-]?\d+$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A parameter starts at a name followed by "=", at the start or after a separator.
+_KEY = re.compile(r"(?:^|[,:\s])\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_SEPARATORS = re.compile(r"[,:\s]")
 
 
-def _parse_value(text: str):
+def _number(text: str):
     if _NUMBER_INT.match(text):
         return int(text)
     try:
@@ -182,31 +592,82 @@ def _parse_value(text: str):
         return text
 
 
+def _parse_value(text: str, kind: str, where: str, key: str):
+    """Spec text of one parameter as a Python value (the op's check judges it)."""
+    if kind in ("number", "text"):
+        if _SEPARATORS.search(text):
+            raise ValueError(f"{where}: malformed parameter {key}={text!r}; expected param=value")
+        return _number(text) if kind == "number" else text
+    if kind == "path":
+        return text
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"{where}: malformed {key}={text!r}; expected true or false")
+    try:
+        if kind == "floats":  # "1.2,1.0,0.9"
+            return tuple(float(t) for t in text.split(","))
+        if kind == "grid":  # "8x8" or "8"
+            parts = [t.strip() for t in text.lower().split("x")]
+            values = tuple(int(t) for t in parts)
+            if len(values) not in (1, 2):
+                raise ValueError
+            return values[0] if len(values) == 1 else values
+        # points: "x,y; x,y; ..."
+        return tuple(tuple(float(v) for v in pt.split(","))
+                     for pt in text.strip().strip(";").split(";"))
+    except ValueError:
+        expected = {"grid": "N or NxM with integers", "points": "x,y;x,y;... with numbers",
+                    "floats": "comma-separated numbers"}[kind]
+        raise ValueError(f"{where}: malformed {key}={text!r}; expected {expected}") from None
+
+
 def _validated(stage: Stage, index: int, *, as_value_error: bool) -> Stage:
     """Check *stage* by its op's rules; errors name the stage (1-based) and parameter."""
     where = f"stage {index} {stage.name!r}"
-    if stage.name not in STAGE_PARAMS:
+    if stage.name not in STAGES:
         raise ValueError(
             f"stage {index}: unknown stage {stage.name!r}; "
-            f"expected one of {', '.join(repr(s) for s in STAGE_PARAMS)}"
+            f"expected one of {', '.join(repr(s) for s in STAGES)}"
         )
     rules = STAGE_PARAMS[stage.name]
     kwargs = stage.kwargs
     for key in kwargs:
         if key not in rules["params"]:
-            raise ValueError(
-                f"{where}: unknown parameter {key!r}; "
-                f"expected {', '.join(repr(p) for p in rules['params'])}"
-            )
+            expected = ", ".join(repr(p) for p in rules["params"]) or "none"
+            raise ValueError(f"{where}: unknown parameter {key!r}; expected {expected}")
     for key in rules["required"]:
         if key not in kwargs:
             raise ValueError(f"{where}: missing required parameter {key!r}")
     try:
-        checked = _CHECKS[stage.name](kwargs)
+        checked = STAGES[stage.name].check(kwargs)
     except (TypeError, ValueError) as exc:
         kind = ValueError if as_value_error else type(exc)
         raise kind(f"{where}: {exc}") from None
     return Stage(stage.name, checked)
+
+
+def _parse_params(rest: str, index: int, name: str) -> dict[str, Any]:
+    where = f"stage {index} {name!r}"
+    kinds = {p.name: p.kind for p in STAGES[name].params} if name in STAGES else {}
+    matches = list(_KEY.finditer(rest))
+    lead = rest[: matches[0].start()] if matches else rest
+    if lead.strip(" \t\n,:"):
+        raise ValueError(f"{where}: malformed parameter {lead.strip()!r}; expected param=value")
+    params: dict[str, Any] = {}
+    for m, nxt in zip(matches, matches[1:] + [None]):
+        key = m.group(1).lower()
+        value = rest[m.end(): nxt.start() if nxt else len(rest)].strip()
+        value = value.rstrip(",:").strip() if kinds.get(key) != "path" else value
+        if not value:
+            raise ValueError(f"{where}: malformed parameter {key + '='!r}; expected param=value")
+        if key in params:
+            raise ValueError(f"{where}: parameter {key!r} given twice")
+        params[key] = _parse_value(value, kinds.get(key, "number"), where, key)
+    return params
 
 
 def parse_spec(spec: str) -> list[Stage]:
@@ -215,8 +676,10 @@ def parse_spec(spec: str) -> list[Stage]:
     Parameters
     ----------
     spec : str
-        ``"name:param=value,... | name:param=value | ..."``; values are read as int, float,
-        or else text. Parameters within a stage are separated by commas or spaces.
+        ``"name:param=value:param=value | name | ..."``; parameters are separated by ``:``,
+        ``,`` or spaces, and spaces around ``=``, ``:`` and ``|`` are ignored. Values are
+        read by the parameter's kind (see :data:`STAGES`): numbers as int or float, else
+        text; grids as ``8x8``; curve points as ``x,y;x,y``; file paths as written.
 
     Returns
     -------
@@ -231,8 +694,10 @@ def parse_spec(spec: str) -> list[Stage]:
 
     Examples
     --------
-    >>> parse_spec("median:ksize=3 | gamma:gamma=0.8")
+    >>> parse_spec("median:ksize=3 | gamma : gamma = 0.8")
     [Stage('median', ksize=3), Stage('gamma', gamma=0.8)]
+    >>> parse_spec("clahe:clip_limit=2:tile_grid=4x8")
+    [Stage('clahe', clip_limit=2.0, tile_grid=(4, 8))]
     >>> parse_spec("median:ksize=4")
     Traceback (most recent call last):
     ...
@@ -251,19 +716,45 @@ def parse_spec(spec: str) -> list[Stage]:
         name = name.strip().lower()
         if not _NAME.match(name):
             raise ValueError(f"stage {index}: malformed stage name {name!r} in {text!r}")
-        params: dict[str, Any] = {}
-        for item in re.split(r"[,\s]+", rest.strip()) if rest.strip() else ():
-            key, eq, value = item.partition("=")
-            key = key.strip().lower()
-            if not eq or not _NAME.match(key) or not value.strip():
-                raise ValueError(
-                    f"stage {index} {name!r}: malformed parameter {item!r}; expected param=value"
-                )
-            if key in params:
-                raise ValueError(f"stage {index} {name!r}: parameter {key!r} given twice")
-            params[key] = _parse_value(value.strip())
+        params = _parse_params(rest, index, name)
         stages.append(_validated(Stage(name, params), index, as_value_error=True))
     return stages
+
+
+# --------------------------------------------------------------------------- fusion
+
+
+def _engine_function(engine, kind: StageKind):
+    """The engine's implementation of *kind*'s op (same module and name as the public op)."""
+    module, name = kind.op.rsplit(".", 1)
+    return getattr(engine.module(module), name, None)
+
+
+@functools.lru_cache(maxsize=None)
+def _accepts(fn, names: tuple[str, ...]) -> bool:
+    params = inspect.signature(fn).parameters
+    return all(n in params and params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in names)
+
+
+def _fused_call(engine, stage: Stage, nxt: Stage | None, x):
+    """*stage* and the point stage *nxt* as one engine call, or None where they do not fuse.
+
+    Fusion is asked of the engine: it happens when the engine's function for *stage* takes
+    the point operation's keywords (the CUDA engines' median and Gaussian take ``gamma=``,
+    ``gain=`` and ``lut=`` and apply them in the kernel's store, bit-identical to the two
+    stages one by one; the CPU engine's take none).
+    """
+    if nxt is None or stage.kind.fused is None or nxt.kind.point is None:
+        return None
+    fn = _engine_function(engine, stage.kind)
+    if fn is None:
+        return None
+    point = nxt.kind.point(nxt.resolved(), x, engine.xp)
+    if point is None or not _accepts(fn, tuple(sorted(point))):
+        return None
+    ctx = engine.context() if engine.name != "cpu" else None
+    call = fn if ctx is None else functools.partial(fn, ctx)
+    return stage.kind.fused(call, x, stage.resolved(), point)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -382,48 +873,54 @@ class Pipeline:
         engine = _backend.resolve(batch, backend=backend)
         tile = _tiles.parse_max_tile(max_tile)
         if tile is not None:
-            from ._image import from_nhwc, to_nhwc
-
-            out = _tiles.run_tiled(
-                lambda window: self(window, backend=engine.name),  # caller's array type
-                to_nhwc(batch),
-                tile,
-                self.radius_for(batch.dtype),
-                col_align=_tiles.column_align(batch.dtype),
-            )
-            return from_nhwc(out, batch.ndim)
+            return self._tiled(batch, engine, tile)
         x = engine.to_engine(batch)
         stages, i = self._stages, 0
         while i < len(stages):
             stage, nxt = stages[i], (stages[i + 1] if i + 1 < len(stages) else None)
-            if (
-                engine.name in ("cuda", "cuda-emulated")
-                and stage.name in ("median", "gaussian")
-                and nxt is not None
-                and nxt.name == "gamma"
-                and np.dtype(x.dtype) in _validate.IMAGE_DTYPES
-            ):
-                # Fusion: the gamma runs inside the filter kernel's store (one pass over
-                # memory), bit-identical to the two stages one by one (gpuenhance._cuda.filters).
-                kw, g = stage.kwargs, nxt.kwargs
-                point = {"gamma": float(g["gamma"]), "gain": float(g.get("gain", 1.0))}
-                mod, ctx = engine.module("filters"), engine.context()
-                if stage.name == "median":  # defaults below: those of the public ops
-                    x = mod.median_filter(
-                        ctx, x, kw["ksize"], kw.get("border", "replicate"), **point
-                    )
-                else:
-                    kx, ky, sx, sy = _gauss.resolve(
-                        kw.get("ksize", 0), kw.get("sigma", 0.0), kw.get("sigma_y"), x.dtype
-                    )
-                    x = mod.gaussian_filter(
-                        ctx, x, kx, ky, sx, sy, kw.get("border", "reflect_101"), **point
-                    )
+            fused = _fused_call(engine, stage, nxt, x)
+            if fused is not None:
+                x = fused
                 i += 2
                 continue
             x = stage(x, backend=engine.name)
             i += 1
         return engine.to_caller(x)
+
+    def _segments(self) -> list[tuple[Stage, ...]]:
+        """The stages cut into runs of local stages and single whole-image stages."""
+        segments: list[tuple[Stage, ...]] = []
+        run: list[Stage] = []
+        for stage in self._stages:
+            if stage.whole_image:
+                if run:
+                    segments.append(tuple(run))
+                    run = []
+                segments.append((stage,))
+            else:
+                run.append(stage)
+        if run:
+            segments.append(tuple(run))
+        return segments
+
+    def _tiled(self, batch, engine, tile):
+        """Tiles for the local stages; whole-image stages on the whole intermediate image."""
+        from ._image import from_nhwc, to_nhwc
+
+        x = to_nhwc(batch)
+        for segment in self._segments():
+            part = Pipeline(segment)
+            if segment[0].whole_image:
+                x = part(x, backend=engine.name)
+            else:
+                x = _tiles.run_tiled(
+                    lambda window, part=part: part(window, backend=engine.name),
+                    x,
+                    tile,
+                    part.radius_for(batch.dtype),
+                    col_align=_tiles.column_align(batch.dtype),
+                )
+        return from_nhwc(x, batch.ndim)
 
     def run_files(
         self,

@@ -134,3 +134,51 @@ def gamma_correct(img, gamma, *, gain=1.0, backend=None):
     gain = _validate.real(gain, "gain", low=0.0)
     engine = _backend.resolve(img, backend=backend)
     return engine.call("tone", "gamma_correct", img, gamma, gain)
+
+
+def tone_curve(img, points, *, backend=None):
+    """A monotone piecewise-cubic (PCHIP) tone curve through control points.
+
+    Parameters
+    ----------
+    img : numpy.ndarray or cupy.ndarray
+        Image of shape (H, W), (H, W, C) or (N, H, W, C); uint8, uint16 or float32.
+        Integer images are normalised by 255 / 65535; floats are used as they are.
+    points : sequence of (x, y) pairs
+        At least two control points in [0, 1]², x strictly increasing. Inputs outside
+        ``[x_first, x_last]`` take the end values.
+    backend : {None, "auto", "cpu", "cuda", "cuda-emulated"}, optional
+        Engine override.
+
+    Returns
+    -------
+    same type as `img`
+        Same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        For a non-array `img`, an unsupported dtype or non-numeric points.
+    ValueError
+        For fewer than two points, coordinates outside [0, 1] or non-finite, x values not
+        strictly increasing, a wrong number of dimensions or an unknown `backend`.
+
+    Notes
+    -----
+    The curve is scipy.interpolate.PchipInterpolator's (Fritsch-Carlson slopes, the
+    shape-preserving end condition; two points give a line), written in closed form.
+    Integer images go through a table ``rint(curve(v / max) * max)`` built on the host in
+    float64 (identical on every engine); float32 images are evaluated directly in float64
+    and rounded once to float32 (NaN stays NaN).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpuenhance import tone_curve
+    >>> tone_curve(np.array([[0, 64, 128, 255]], dtype=np.uint8), [(0, 0), (0.5, 0.6), (1, 1)])
+    array([[  0,  84, 153, 255]], dtype=uint8)
+    """
+    _validate.image(img, "img")
+    points = _validate.curve_points(points)
+    engine = _backend.resolve(img, backend=backend)
+    return engine.call("levels", "tone_curve", img, points)

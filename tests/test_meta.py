@@ -16,6 +16,13 @@ PUBLIC_OPS = {
     "gamma_correct",
     "LMSRestorer",
     "enhance_roi",
+    "equalize_hist",
+    "clahe",
+    "white_balance",
+    "auto_contrast",
+    "tone_curve",
+    "unsharp_mask",
+    "bilateral_filter",
 }
 
 

@@ -84,7 +84,8 @@ def test_radius_is_the_sum_of_stage_radii():
         ("gamma:gamma=0", ["stage 1 'gamma'", "gamma must be > 0"]),
         ("gamma:gamma=nan", ["stage 1 'gamma'", "gamma must be finite"]),
         ("gamma:gamma=1,gain=-2", ["stage 1 'gamma'", "gain must be >= 0"]),
-        ("lut:lut=x", ["stage 1", "unknown stage 'lut'"]),
+        ("lut:lut=x", ["stage 1 'lut'", "unknown parameter 'lut'"]),
+        ("blur:ksize=3", ["stage 1", "unknown stage 'blur'"]),
     ],
 )
 def test_bad_spec_names_stage_and_parameter(spec, fragments):

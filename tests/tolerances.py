@@ -39,3 +39,34 @@ def tol(op: str, dtype) -> dict:
 
     name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
     return TOL[(op, name)]
+
+# histogram equalisation and CLAHE: exact against OpenCV (and its rule on 65536 bins)
+TOL.update({
+    ("equalize_hist", "uint8"): dict(atol=0, rtol=0),
+    ("equalize_hist", "uint16"): dict(atol=0, rtol=0),
+    ("clahe", "uint8"): dict(atol=0, rtol=0),
+    ("clahe", "uint16"): dict(atol=0, rtol=0),
+})
+
+# white balance, auto-contrast, tone curves: integers exact (tables), float32 direct
+TOL.update({
+    (op, dt): dict(atol=0, rtol=0)
+    for op in ("white_balance", "auto_contrast", "tone_curve") for dt in ("uint8", "uint16")
+})
+TOL.update({
+    (op, "float32"): dict(atol=1e-7, rtol=1e-6)
+    for op in ("white_balance", "auto_contrast", "tone_curve")
+})
+
+# unsharp mask: float32 math against the float64 formula
+TOL.update({
+    ("unsharp_mask", "uint8"): dict(atol=2, rtol=0),
+    ("unsharp_mask", "uint16"): dict(atol=2, rtol=0),
+    ("unsharp_mask", "float32"): dict(atol=1e-6, rtol=1e-5),
+})
+
+# bilateral filter against cv2.bilateralFilter (float colour weights: OpenCV's table vs expf)
+TOL.update({
+    ("bilateral_filter", "uint8"): dict(atol=1, rtol=0),
+    ("bilateral_filter", "float32"): dict(atol=1e-6, rtol=1e-3),
+})
