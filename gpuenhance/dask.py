@@ -138,6 +138,10 @@ def enhance(array, pipeline, *, backend=None):
     than ``pipeline.radius`` are merged with their neighbours (an axis shorter than the
     radius becomes one chunk), so tiny chunks cost a rechunk, not an error.
 
+    A pipeline with a stage that needs whole-image statistics (``equalize``, ``clahe``,
+    ``white_balance``, ``auto_contrast``) is applied to blocks holding whole images: H and W
+    are rechunked to one chunk each (the N axis of a batch stays chunked).
+
     Examples
     --------
     >>> import numpy as np, dask.array as da
@@ -171,6 +175,13 @@ def enhance(array, pipeline, *, backend=None):
     if channel is not None and len(array.chunks[channel]) > 1:
         array = array.rechunk({channel: -1})
     func = functools.partial(_apply_block, pipeline=pipe, backend=backend)
+    if any(stage.whole_image for stage in pipe.stages):
+        # equalize, CLAHE, white balance, auto-contrast: each image's statistics come from the
+        # whole image, so a block must hold whole images (N may stay chunked).
+        whole = {axis: -1 for axis in spatial if len(array.chunks[axis]) > 1}
+        if whole:
+            array = array.rechunk(whole)
+        return array.map_blocks(func, dtype=dtype, meta=array._meta)
     depth = pipe.radius
     if depth == 0:  # point operations only: blocks are independent
         return array.map_blocks(func, dtype=dtype, meta=array._meta)

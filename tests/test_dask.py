@@ -117,6 +117,21 @@ def test_enhance_point_pipeline_keeps_chunks():
     np.testing.assert_array_equal(_compute(out), Pipeline("gamma:gamma=0.5")(img))
 
 
+@pytest.mark.parametrize("spec", [
+    "equalize", "clahe:clip_limit=2:tile_grid=4x4", "white_balance | median:ksize=3",
+    "median:ksize=3 | auto_contrast:low=1:high=99",
+])
+def test_enhance_statistics_stages_see_whole_images(spec):
+    """Per-chunk statistics would give each chunk its own histogram: blocks hold whole images."""
+    rng = np.random.default_rng(5)
+    batch = _random(rng, (3, 40, 37, 3), np.uint8)
+    batch[:, :20] //= 4  # a dark top half: per-chunk equalisation would differ from whole-image
+    pipe = Pipeline(spec)
+    out = enhance(da.from_array(batch, chunks=(2, 10, 9, 3)), pipe)
+    assert out.chunks[0] == (2, 1) and out.chunks[1] == (40,) and out.chunks[2] == (37,)
+    np.testing.assert_array_equal(_compute(out), pipe(batch))
+
+
 def test_chunk_rules():
     assert _merge_small_chunks((1, 1, 5, 2, 9), 3) == (7, 2 + 9)
     assert _merge_small_chunks((2, 2), 7) == (4,)
