@@ -384,8 +384,9 @@ STAGES: dict[str, StageKind] = {
         ),
         StageKind(
             "gaussian", "filters.gaussian_filter", "Gaussian smoothing (OpenCV's ksize/sigma rules)",
-            (Param("ksize", accepts="0 or odd >= 1; 0 = from sigma"),
-             Param("sigma", accepts=">= 0; 0 = from ksize"),
+            (Param("ksize", accepts="0 or odd 1..1023; 0 = from sigma"),
+             Param("sigma", accepts="0..127.75 (uint8: 170.3; windows <= 1023 taps); "
+                                    "0 = from ksize"),
              Param("sigma_y", accepts=">= 0; default = sigma"), _BORDER),
             _check_gaussian, radius=_radius_gaussian, fused=_fused_gaussian,
         ),
