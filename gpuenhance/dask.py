@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -328,6 +329,11 @@ def _client_for(scheduler, backend, n_workers, threads_per_worker):
             )
         elif n_workers is None:
             n_workers = 1  # without dask-cuda every worker would share the first GPU
+            gpus = len(_backend.info().get("gpus", []))
+            if gpus > 1:
+                warnings.warn(
+                    f"{gpus} GPUs but dask-cuda is not installed: one worker on the first GPU "
+                    f"(pip install dask-cuda for one worker per GPU)", UserWarning, stacklevel=3)
     if cluster is None:
         from distributed import LocalCluster
 
