@@ -128,6 +128,7 @@ def test_report_on_a_kernel_that_compiles():
         "gpuenhance_test_transpose<16>",
         "gpuenhance_test_median<gpuenhance_u8, 1>",
         "gpuenhance_test_block_sum<double>",
+        "gpuenhance_test_simd",  # the SIMD/byte-perm/funnel-shift intrinsics exist on the GPU
     )
     report = _nvrtc.compile_report("basics.cu", exprs, 80, source=_test_source("basics.cu"))
     print()
