@@ -19,6 +19,11 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
+// 1b. gpuenhance_median_small_u8x4<K, RY, V, FUSE>, uint8 K in {3, 5}: the same selections on
+//    packed bytes (every channel at once, 4 bytes and RY rows per thread, each row's sort
+//    shared by the K windows that contain it); see its section below. The host uses it for
+//    uint8 with C <= 16 in place of gpuenhance_median_small.
+//
 // 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
 //    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
@@ -88,24 +93,28 @@ __device__ __forceinline__ T gpuenhance_median_med3(T a, T b, T c) {
     return b;
 }
 
+// Forgetful selection (see the file comment): the median of v[0..NN), NN odd.
+template <typename T, int NN>
+__device__ __forceinline__ T gpuenhance_median_forgetful(T (&v)[NN]) {
+    constexpr int M = NN / 2;
+#pragma unroll
+    for (int s = 0; s < M; ++s) {
+        // Live values: v[2s .. M+2+s). Move the minimum to v[2s], the maximum to v[2s+1].
+        const int b = 2 * s;
+        const int e = M + 2 + s;
+#pragma unroll
+        for (int i = b + 1; i < e; ++i) gpuenhance_median_cx(v[b], v[i]);
+#pragma unroll
+        for (int i = b + 2; i < e; ++i) gpuenhance_median_cx(v[i], v[b + 1]);
+    }
+    return v[NN - 1];
+}
+
 // Median of v[0..K*K) for the register paths.
 template <typename T, int K>
 struct gpuenhance_median_net {
-    // Forgetful selection (see the file comment).
     static __device__ __forceinline__ T run(T (&v)[K * K]) {
-        constexpr int NN = K * K;
-        constexpr int M = NN / 2;
-#pragma unroll
-        for (int s = 0; s < M; ++s) {
-            // Live values: v[2s .. M+2+s). Move the minimum to v[2s], the maximum to v[2s+1].
-            const int b = 2 * s;
-            const int e = M + 2 + s;
-#pragma unroll
-            for (int i = b + 1; i < e; ++i) gpuenhance_median_cx(v[b], v[i]);
-#pragma unroll
-            for (int i = b + 2; i < e; ++i) gpuenhance_median_cx(v[i], v[b + 1]);
-        }
-        return v[NN - 1];
+        return gpuenhance_median_forgetful<T, K * K>(v);
     }
 };
 
@@ -174,6 +183,243 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
                 }
                 dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
                     gpuenhance_median_net<T, K>::run(v), lut, lut_channels, c, gamma, gain);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. uint8 3x3 / 5x5: packed bytes, several rows per thread
+// ---------------------------------------------------------------------------------------------
+// A row of an image is W*C interleaved bytes; the window of byte j holds the bytes j + dx*C of
+// the rows y + dy, so every channel is filtered at once by working on bytes. Each thread owns
+// one 32-bit word (4 consecutive bytes) of RY consecutive output rows; a compare-exchange of
+// two words is one __vminu4 and one __vmaxu4 (4 byte lanes). The neighbours at +-C, +-2C bytes
+// are unaligned words of the shared tile, assembled from two aligned words by a funnel shift.
+//
+// Reuse across rows: each input row's K horizontal neighbours are sorted once, and the sorted
+// row serves the K output rows whose window contains it.
+//   3x3: med3(max of the row minima, med3 of the row medians, min of the row maxima).
+//   5x5: with the rows sorted, sorting the columns keeps the rows sorted; element (i, j) of
+//        that matrix has at least (i+1)(j+1) values <= it and (5-i)(5-j) values >= it, so
+//        only the 13 elements with both counts <= 13 can be the median, 6 values lie below
+//        them and 6 above: the median of the 13 (forgetful selection) is the median of the 25.
+//        Column ranks that cannot be candidates are dead code (the compiler drops them).
+//
+// Tile: the block (64, BY) covers TILE = 256 bytes of BY * RY rows of one image. The tile in
+// shared memory has TILE + 2 * pad + 16 bytes per row (pad = R*C rounded up to 16: the halo,
+// and 16 more bytes so the funnel shift's second word exists) and BY * RY + K - 1 rows; shared
+// byte s of tile row t is byte jb - pad + s of image row y0 + t, through the border rules
+// (bytes beyond the row map pixel x = floor(j / C), channel j - x*C). It is staged in 16-byte
+// chunks: a 16-byte load where the chunk lies inside the row and is 16-byte aligned in global
+// memory, else 4-byte words, else bytes. Stores are 32-bit where aligned, else bytes.
+//
+// Launch (gpuenhance._cuda.filters.median_u8_launch): block (64, BY), grid
+// (ceil(W*C / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
+// row tiles and images (uniform across the block: every thread reaches every barrier),
+// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while W*C + 512
+// fits an int and pad stays small (C <= 16); other shapes use gpuenhance_median_small.
+#define GPUENHANCE_MEDIAN_U8_TILE 256
+
+// The 4 bytes of a word as the network works on them (template parameter V):
+// gpuenhance_u8x4 keeps the word (8-bit lanes, __vminu4/__vmaxu4: about 10 SASS instructions
+// per compare-exchange on sm_75..sm_90, which emulate the SIMD video instructions);
+// gpuenhance_u16x2x2 spreads it over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
+// where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange, plus
+// 2 byte permutes in and 1 out. The host picks u16x2x2 for sm_90 and newer.
+struct gpuenhance_u8x4 {
+    unsigned int v;
+    static __device__ __forceinline__ gpuenhance_u8x4 from_word(unsigned int w) { return {w}; }
+    __device__ __forceinline__ unsigned int word() const { return v; }
+};
+struct gpuenhance_u16x2x2 {
+    unsigned int even, odd;
+    static __device__ __forceinline__ gpuenhance_u16x2x2 from_word(unsigned int w) {
+        return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
+    }
+    __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
+};
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u8x4>(gpuenhance_u8x4& a,
+                                                                     gpuenhance_u8x4& b) {
+    const unsigned int lo = __vminu4(a.v, b.v);
+    b.v = __vmaxu4(a.v, b.v);
+    a.v = lo;
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2x2>(gpuenhance_u16x2x2& a,
+                                                                        gpuenhance_u16x2x2& b) {
+    const unsigned int even = __vminu2(a.even, b.even);
+    const unsigned int odd = __vminu2(a.odd, b.odd);
+    b.even = __vmaxu2(a.even, b.even);
+    b.odd = __vmaxu2(a.odd, b.odd);
+    a.even = even;
+    a.odd = odd;
+}
+
+// Sort v[0..K) ascending, K in {3, 5} (optimal networks: 3 and 9 compare-exchanges).
+template <typename T, int K>
+__device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
+    if constexpr (K == 3) {
+        gpuenhance_median_cx(v[0], v[1]);
+        gpuenhance_median_cx(v[1], v[2]);
+        gpuenhance_median_cx(v[0], v[1]);
+    } else {
+        static_assert(K == 5, "3 or 5 values");
+        gpuenhance_median_cx(v[0], v[1]);
+        gpuenhance_median_cx(v[3], v[4]);
+        gpuenhance_median_cx(v[2], v[4]);
+        gpuenhance_median_cx(v[2], v[3]);
+        gpuenhance_median_cx(v[0], v[3]);
+        gpuenhance_median_cx(v[0], v[2]);
+        gpuenhance_median_cx(v[1], v[4]);
+        gpuenhance_median_cx(v[1], v[3]);
+        gpuenhance_median_cx(v[1], v[2]);
+    }
+}
+
+// Byte j of image row `row` (W*C bytes) under the border rule; row == nullptr: a constant row.
+__device__ __forceinline__ unsigned int gpuenhance_median_u8_byte(const gpuenhance_u8* row, int j,
+                                                                  int W, int C, int WC,
+                                                                  int border) {
+    if (row == nullptr) return 0u;
+    if (j >= 0 && j < WC) return row[j];
+    const int x = j >= 0 ? j / C : -((C - 1 - j) / C);  // floor(j / C)
+    const int xx = gpuenhance_border_index(x, W, border);
+    return xx < 0 ? 0u : row[(gpuenhance_i64)xx * C + (j - x * C)];
+}
+
+// Stage the 16 bytes j .. j+15 of image row `row` into the 16-byte aligned shared `out`.
+__device__ __forceinline__ void gpuenhance_median_u8_stage(gpuenhance_u8* out,
+                                                           const gpuenhance_u8* row, int j, int W,
+                                                           int C, int WC, int border) {
+    if (row != nullptr && j >= 0 && j <= WC - 16 &&
+        (reinterpret_cast<unsigned long long>(row + j) & 15ull) == 0ull) {
+        gpuenhance_store16(out, gpuenhance_load16(row + j));
+        return;
+    }
+    // Rare (unaligned rows, image edges): kept as loops, out of the hot code's way.
+#pragma unroll 1
+    for (int w = 0; w < 4; ++w) {
+        const int jw = j + 4 * w;
+        if (row != nullptr && jw >= 0 && jw <= WC - 4 &&
+            (reinterpret_cast<unsigned long long>(row + jw) & 3ull) == 0ull) {
+            *reinterpret_cast<unsigned int*>(out + 4 * w) =
+                *reinterpret_cast<const unsigned int*>(row + jw);
+        } else {
+#pragma unroll 1
+            for (int e = 0; e < 4; ++e)
+                out[4 * w + e] = (gpuenhance_u8)gpuenhance_median_u8_byte(row, jw + e, W, C, WC,
+                                                                          border);
+        }
+    }
+}
+
+template <int K, int RY, typename V, int FUSE>
+__global__ void gpuenhance_median_small_u8x4(const gpuenhance_u8* __restrict__ src,
+                                             gpuenhance_u8* __restrict__ dst, int N, int H, int W,
+                                             int C, int border,
+                                             const gpuenhance_u8* __restrict__ lut,
+                                             int lut_channels, float gamma, float gain) {
+    constexpr int R = K / 2;
+    constexpr int TILE = GPUENHANCE_MEDIAN_U8_TILE;
+    constexpr int IN_ROWS = RY + K - 1;  // input rows one thread reads
+    GPUENHANCE_DYNAMIC_SMEM(gpuenhance_u8, tile);
+    const int WC = W * C;
+    const int pad = (R * C + 15) / 16 * 16;
+    const int sw = TILE + 2 * pad + 16;  // bytes per tile row, a multiple of 16
+    const int rows_per_block = (int)blockDim.y * RY;
+    const int th = rows_per_block + K - 1;
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+    const int nthreads = blockDim.x * blockDim.y;
+    const int chunks = sw / 16;
+    const int jb = (int)blockIdx.x * TILE;
+    const int j0 = jb + 4 * (int)threadIdx.x;  // this thread's first output byte
+    const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
+    const unsigned int* words = reinterpret_cast<const unsigned int*>(tile);
+    for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
+        const gpuenhance_u8* image = src + n * H * (gpuenhance_i64)WC;
+        for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+            const int y0 = rt * rows_per_block - R;
+            __syncthreads();  // the previous tile is no longer read
+            for (int i = tid; i < th * chunks; i += nthreads) {
+                const int t = i / chunks;
+                const int k = i - t * chunks;
+                const int yy = gpuenhance_border_index(y0 + t, H, border);
+                gpuenhance_median_u8_stage(tile + t * sw + 16 * k,
+                                           yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC,
+                                           jb - pad + 16 * k, W, C, WC, border);
+            }
+            __syncthreads();
+            // Sorted horizontal neighbourhoods of this thread's input rows.
+            V srt[IN_ROWS][K];
+#pragma unroll
+            for (int r = 0; r < IN_ROWS; ++r) {
+                const unsigned int* trow = words + ((int)threadIdx.y * RY + r) * (sw / 4);
+#pragma unroll
+                for (int d = 0; d < K; ++d) {
+                    const int off = pad + 4 * (int)threadIdx.x + (d - R) * C;
+                    const int q = off >> 2;
+                    srt[r][d] = V::from_word(
+                        __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
+                }
+                gpuenhance_median_sort<V, K>(srt[r]);
+            }
+            const int ybase = rt * rows_per_block + (int)threadIdx.y * RY;
+#pragma unroll
+            for (int i = 0; i < RY; ++i) {
+                V med;
+                if constexpr (K == 3) {
+                    V lo = srt[i][0], mid[3] = {srt[i][1], srt[i + 1][1], srt[i + 2][1]},
+                      hi = srt[i][2], a = srt[i + 1][0], b = srt[i + 2][0];
+                    gpuenhance_median_cx(a, lo);
+                    gpuenhance_median_cx(b, lo);  // lo: max of the row minima
+                    a = srt[i + 1][2];
+                    b = srt[i + 2][2];
+                    gpuenhance_median_cx(hi, a);
+                    gpuenhance_median_cx(hi, b);  // hi: min of the row maxima
+                    gpuenhance_median_sort<V, 3>(mid);
+                    V last[3] = {lo, mid[1], hi};
+                    gpuenhance_median_sort<V, 3>(last);
+                    med = last[1];
+                } else {
+                    V col[5][5];
+#pragma unroll
+                    for (int c = 0; c < 5; ++c) {
+#pragma unroll
+                        for (int r = 0; r < 5; ++r) col[c][r] = srt[i + r][c];
+                        gpuenhance_median_sort<V, 5>(col[c]);
+                    }
+                    V cand[13] = {col[0][3], col[0][4], col[1][2], col[1][3],
+                                                col[1][4], col[2][1], col[2][2], col[2][3],
+                                                col[3][0], col[3][1], col[3][2], col[4][0],
+                                                col[4][1]};
+                    med = gpuenhance_median_forgetful<V, 13>(cand);
+                }
+                const int y = ybase + i;
+                if (y >= H || j0 >= WC) continue;
+                unsigned int out = med.word();
+                if constexpr (FUSE != 0) {
+                    int c = j0 % C;
+                    unsigned int mapped = 0u;
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const gpuenhance_u8 v = (gpuenhance_u8)((out >> (8 * e)) & 255u);
+                        mapped |= (unsigned int)gpuenhance_point<gpuenhance_u8, FUSE>(
+                                      v, lut, lut_channels, c, gamma, gain)
+                                  << (8 * e);
+                        if (++c == C) c = 0;
+                    }
+                    out = mapped;
+                }
+                gpuenhance_u8* o = dst + (n * H + y) * (gpuenhance_i64)WC + j0;
+                if (j0 <= WC - 4 && (reinterpret_cast<unsigned long long>(o) & 3ull) == 0ull) {
+                    *reinterpret_cast<unsigned int*>(o) = out;
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        if (j0 + e < WC) o[e] = (gpuenhance_u8)(out >> (8 * e));
+                }
             }
         }
     }

@@ -195,6 +195,88 @@ def test_median_non_contiguous_input(ctx, rng):
                                   median_oracle(np.ascontiguousarray(img), 3, "reflect"))
 
 
+# The packed uint8 kernel (gpuenhance_median_small_u8x4): both lane layouts (8-bit lanes, the
+# 16-bit lanes sm_90 gets), rows that are not 4- or 16-byte aligned, several 256-byte tiles and
+# row tiles, image edges inside a word, batches.
+@pytest.fixture(params=filters._U8X4_LANES)
+def u8x4(request, ctx, monkeypatch):
+    """Force one lane layout and record the median kernels launched."""
+    monkeypatch.setattr(filters, "_u8x4_lanes", lambda _ctx: request.param)
+    names = []
+    real = filters._function
+
+    def spy(c, filename, name):
+        names.append(name)
+        return real(c, filename, name)
+
+    monkeypatch.setattr(filters, "_function", spy)
+    return request.param, names
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 101, 3), (1, 18, 150, 1), (3, 9, 23, 4), (1, 1, 5, 3)])
+@pytest.mark.parametrize("ksize", [3, 5])
+@pytest.mark.parametrize("border", BORDERS)
+def test_median_u8_packed_equals_oracle(u8x4, ctx, rng, shape, ksize, border):
+    lanes, names = u8x4
+    img = _random(rng, shape, np.uint8)
+    got = filters.median_filter(ctx, img, ksize, border)
+    np.testing.assert_array_equal(got, median_oracle(img, ksize, border))
+    assert names == [f"gpuenhance_median_small_u8x4<{ksize}, 4, {lanes}, 0>"]
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4)])
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_median_u8_packed_equals_cv2_medianblur(u8x4, ctx, rng, shape, ksize):
+    img = _random(rng, shape, np.uint8)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "replicate"),
+                                  cv2.medianBlur(img, ksize))
+    assert u8x4[1][0].startswith("gpuenhance_median_small_u8x4")
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_median_u8_packed_fused_per_channel_lut(u8x4, ctx, rng, ksize):
+    img = _random(rng, (2, 11, 45, 3), np.uint8)  # 135-byte rows: words straddle pixels
+    lut = _random(rng, (256, 3), np.uint8)
+    got = filters.median_filter(ctx, img, ksize, "reflect", lut=lut)
+    np.testing.assert_array_equal(got, lut[median_oracle(img, ksize, "reflect"), np.arange(3)])
+    assert u8x4[1] == [f"gpuenhance_median_small_u8x4<{ksize}, 4, {u8x4[0]}, 1>"]
+
+
+@pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
+def test_median_u8_packed_clamped_grid_strides(u8x4, ctx, rng, monkeypatch, grid_y, grid_z):
+    monkeypatch.setattr(filters, "_GRID_Y", grid_y)
+    monkeypatch.setattr(filters, "_GRID_Z", grid_z)
+    img = _random(rng, (3, 40, 7, 3), np.uint8)  # 3 row tiles of 16, 3 images
+    assert filters.median_u8_launch(img.shape, 5)["grid"] == (1, grid_y, grid_z)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect_101"),
+                                  median_oracle(img, 5, "reflect_101"))
+
+
+def test_median_u8_many_channels_use_the_generic_kernel(ctx, rng):
+    # C = 16 is the packed kernel's last channel count (halo R*C <= 32 bytes); C = 17 is not.
+    assert filters.median_u8_launch((1, 6, 7, 16), 5) is not None
+    assert filters.median_u8_launch((1, 6, 7, 17), 5) is None
+    for c in (16, 17):
+        img = _random(rng, (6, 7, c), np.uint8)
+        np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect"),
+                                      median_oracle(img, 5, "reflect"))
+
+
+@pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
+                                   (3, 50_000, 50_000, 1), (1, 4, 2**29, 4)])
+def test_median_u8_packed_launch_of_huge_shapes(shape):
+    n, h, w, c = shape
+    cfg = filters.median_u8_launch(shape, 3)
+    if w * c > 2**31 - 1 - 1024:  # byte offsets of a row must fit an int: generic kernel
+        assert cfg is None
+        return
+    gx, gy, gz = cfg["grid"]
+    assert gx * cfg["block"][0] * 4 >= w * c and gx <= 2**31 - 1  # 4 bytes per thread
+    assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
+    assert cfg["rows"] == cfg["block"][1] * filters._U8X4_RY[3]
+    assert cfg["shared_mem"] <= filters._SMEM_LIMIT
+
+
 # ---------------------------------------------------------------------------------------------
 # Gaussian
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ Median path choice (exact on every path):
 
 ==========================  =================================================
 ksize 1                     copy
-ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks)
+ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks); for uint8
+                            with C <= 16 its packed form ``gpuenhance_median_small_u8x4``
+                            (4 bytes and 4 rows per thread, :func:`median_u8_launch`)
 ksize 7, float/uint16       ``gpuenhance_median_small`` (forgetful selection)
 ksize >= 7 uint8,
 ksize >= 9 uint16           ``gpuenhance_median_hist`` (sliding histograms)
@@ -39,7 +41,7 @@ import numpy as np
 
 from .._image import from_nhwc, to_nhwc
 from ._common import (
-    BORDER_CODES, GRID_YZ_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
+    BORDER_CODES, GRID_YZ_MAX, INT32_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
 )
 
 _DTYPES = tuple(np.dtype(d) for d in (np.uint8, np.uint16, np.float32, np.float64))
@@ -83,6 +85,39 @@ def _small_name(dtype, k: int, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_median_small<{ctype(dtype)}, {k}, {fuse}>"
 
 
+# The packed uint8 kernel: output rows per thread (RY), block rows (BY), bytes per block row,
+# the largest channel count it takes (its halo, R*C bytes rounded up to 16, stays small).
+_U8X4_K = (3, 5)
+_U8X4_RY = {3: 4, 5: 4}
+_U8X4_BY = 4
+_U8X4_TILE = 256
+_U8X4_MAX_C = 16
+
+
+# How the packed kernel holds 4 bytes (see kernels/median.cu): 8-bit lanes, or two words of
+# 16-bit lanes where the GPU has a one-instruction 16-bit SIMD min/max (sm_90 and newer).
+_U8X4_LANES = ("gpuenhance_u8x4", "gpuenhance_u16x2x2")
+
+
+def _u8x4_name(k: int, fuse: int = FUSE_NONE, lanes: str = _U8X4_LANES[0]) -> str:
+    return f"gpuenhance_median_small_u8x4<{k}, {_U8X4_RY[k]}, {lanes}, {fuse}>"
+
+
+# Hot on sm_90 and newer only (checked there).
+HOT_KERNELS_SM90 = tuple(
+    _u8x4_name(k, f, _U8X4_LANES[1]) for f in _fusions(np.uint8) for k in _U8X4_K
+)
+
+
+def _u8x4_lanes(ctx) -> str:
+    """The lane layout for the current device: 16-bit lanes on compute capability >= 9.0."""
+    if ctx.name == "cuda":
+        major = ctx.xp.cuda.Device().compute_capability[:-1]
+        if int(major) >= 9:
+            return _U8X4_LANES[1]
+    return _U8X4_LANES[0]
+
+
 def _hist_name(dtype, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_median_hist<{ctype(dtype)}, {fuse}>"
 
@@ -108,6 +143,7 @@ def _pass_names(dtype, fuse: int = FUSE_NONE) -> tuple[str, str]:
 KERNELS = {
     "median.cu": tuple(
         [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in _SMALL_K]
+        + [_u8x4_name(k, f, v) for v in _U8X4_LANES for f in _fusions(np.uint8) for k in _U8X4_K]
         + [_hist_name(d, f) for d in _INT_DTYPES for f in _fusions(d)]
         + [_select_name(d, f) for d in _DTYPES for f in _fusions(d)]
     ),
@@ -119,8 +155,13 @@ KERNELS = {
     ),
 }
 
+# Kernels that must not spill on any architecture CI compiles for.
 HOT_KERNELS = tuple(
     [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in (3, 5)]
+    # 8-bit lanes: the packed median below sm_90. The 16-bit-lane form runs on sm_90+ only
+    # (on sm_75/sm_80 its 5x5 would spill, and it is never launched there); tests check it
+    # on sm_90 (tests/test_kernels_compile.py).
+    + [_u8x4_name(k, f) for f in _fusions(np.uint8) for k in _U8X4_K]
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
 )
 
@@ -251,6 +292,25 @@ def median_launch(shape, dtype, ksize: int) -> dict:
     return cfg
 
 
+def median_u8_launch(shape, ksize: int) -> dict | None:
+    """Launch configuration of the packed uint8 median, or None where it does not apply.
+
+    It applies to ksize 3 and 5 with C <= ``_U8X4_MAX_C`` and rows of W*C bytes that leave
+    the kernel's byte offsets room in an int. Block (64, BY): each thread owns 4 bytes of RY
+    rows, a block 256 bytes of BY*RY rows; grid (ceil(W*C / 256), row tiles, images), grid.y
+    and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
+    """
+    check_nhwc(shape)
+    n, h, w, c = (int(v) for v in shape)
+    if ksize not in _U8X4_K or c > _U8X4_MAX_C or w * c > INT32_MAX - 4 * _U8X4_TILE:
+        return None
+    rows = _U8X4_BY * _U8X4_RY[ksize]
+    pad = -(-(ksize // 2) * c // 16) * 16
+    grid = (blocks(w * c, _U8X4_TILE), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
+    return dict(grid=check_grid(grid, "median_filter"), block=(_U8X4_TILE // 4, _U8X4_BY, 1),
+                shared_mem=(rows + ksize - 1) * (_U8X4_TILE + 2 * pad + 16), rows=rows)
+
+
 def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, gain=1.0):
     """Median over a ksize x ksize window; exact (equal to the CPU engine) on every path.
 
@@ -268,7 +328,12 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
     fuse, point = _point(ctx, x, lut, gamma, gain)
     code = _i32(BORDER_CODES[border])
     dims = (x, out, _i32(n), _i32(h), _i32(w), _i32(c))
-    if cfg["path"] == "small":
+    packed = median_u8_launch(x.shape, ksize) if dtype == np.uint8 else None
+    if cfg["path"] == "small" and packed is not None:
+        cfg = packed
+        kern = _function(ctx, "median.cu", _u8x4_name(ksize, fuse, _u8x4_lanes(ctx)))
+        args = dims + (code,)
+    elif cfg["path"] == "small":
         kern = _function(ctx, "median.cu", _small_name(dtype, ksize, fuse))
         args = dims + (code,)
     elif cfg["path"] == "hist":
