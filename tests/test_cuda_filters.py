@@ -198,10 +198,9 @@ def test_median_non_contiguous_input(ctx, rng):
 # The packed uint8 kernel (gpuenhance_median_small_u8x4): both lane layouts (8-bit lanes, the
 # 16-bit lanes sm_90 gets), rows that are not 4- or 16-byte aligned, several 256-byte tiles and
 # row tiles, image edges inside a word, batches.
-@pytest.fixture(params=filters._U8X4_LANES)
-def u8x4(request, ctx, monkeypatch):
-    """Force one lane layout and record the median kernels launched."""
-    monkeypatch.setattr(filters, "_u8x4_lanes", lambda _ctx: request.param)
+@pytest.fixture
+def launched(ctx, monkeypatch):
+    """The name expressions of the filter kernels launched, in order."""
     names = []
     real = filters._function
 
@@ -210,7 +209,14 @@ def u8x4(request, ctx, monkeypatch):
         return real(c, filename, name)
 
     monkeypatch.setattr(filters, "_function", spy)
-    return request.param, names
+    return names
+
+
+@pytest.fixture(params=filters._U8X4_LANES)
+def u8x4(request, monkeypatch, launched):
+    """Force one lane layout; (the layout, the kernels launched)."""
+    monkeypatch.setattr(filters, "_u8x4_lanes", lambda _ctx: request.param)
+    return request.param, launched
 
 
 @pytest.mark.parametrize("shape", [(2, 37, 101, 3), (1, 18, 150, 1), (3, 9, 23, 4), (1, 1, 5, 3)])
@@ -318,6 +324,71 @@ def test_gaussian_batch_grid_z_stride(ctx, rng, monkeypatch):
     img = _random(rng, (2, 6, 7, 3), np.uint8)
     got = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101")
     assert_gauss_close(got, gaussian_oracle(img, 5, 5, 0.0, 0.0, "reflect_101"), np.uint8)
+
+
+# The interleaved-rows kernel (gpuenhance_gaussian_tile_rows) does the tile kernel's arithmetic
+# term for term: bit-identical to it, and so within the contract of cv2.GaussianBlur.
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("shape,params", [((2, 19, 150, 3), (7, 5, 0.0, 0.0)),
+                                          ((1, 9, 37, 4), (9, 3, 2.0, 0.7)),
+                                          ((1, 33, 5, 1), (1, 15, 0.0, 2.5))])
+@pytest.mark.parametrize("border", BORDERS)
+def test_gaussian_rows_equals_tile_kernel_and_cv2(ctx, rng, monkeypatch, launched, dtype,
+                                                  shape, params, border):
+    kx, ky, sx, sy = params
+    img = _random(rng, shape, dtype)
+    if np.dtype(dtype).kind == "f":
+        img = np.abs(img)
+    got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched == [filters._rows_name(dtype)]
+    assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
+    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args: None)
+    want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched[1] == filters._tile_name(dtype)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
+def test_gaussian_rows_clamped_grid_strides(ctx, rng, monkeypatch, launched, grid_y, grid_z):
+    monkeypatch.setattr(filters, "_GRID_Y", grid_y)
+    monkeypatch.setattr(filters, "_GRID_Z", grid_z)
+    img = _random(rng, (3, 37, 6, 3), np.uint8)  # 3 images; row tiles of 16
+    cfg = filters.gaussian_rows_launch(img.shape, 5, 7, 4)
+    assert cfg["grid"] == (1, grid_y, grid_z) and cfg["rows"] == 16
+    got = filters.gaussian_filter(ctx, img, 5, 7, 0.0, 0.0, "reflect")
+    assert launched == [filters._rows_name(np.uint8)]
+    assert_gauss_close(got, gaussian_oracle(img, 5, 7, 0.0, 0.0, "reflect"), np.uint8)
+
+
+def test_gaussian_rows_fused_per_channel_lut(ctx, rng, launched):
+    img = _random(rng, (2, 10, 45, 3), np.uint8)
+    lut = _random(rng, (256, 3), np.uint8)
+    plain = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101")
+    got = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101", lut=lut)
+    assert launched == [filters._rows_name(np.uint8), filters._rows_name(np.uint8, 1)]
+    np.testing.assert_array_equal(got, lut[plain, np.arange(3)])
+
+
+def test_gaussian_rows_falls_back_when_shared_memory_is_short(ctx, monkeypatch):
+    # Large kernels on many channels: no block height fits, the tile (or two-pass) path runs.
+    assert filters.gaussian_rows_launch((1, 64, 64, 3), 31, 31, 4) is not None
+    assert filters.gaussian_rows_launch((1, 64, 64, 16), 61, 61, 4) is None
+    monkeypatch.setattr(filters, "_SMEM_LIMIT", 64)
+    assert filters.gaussian_rows_launch((1, 64, 64, 1), 3, 3, 4) is None
+
+
+@pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
+                                   (3, 50_000, 50_000, 1), (1, 4, 2**29, 4)])
+def test_gaussian_rows_launch_of_huge_shapes(shape):
+    n, h, w, c = shape
+    cfg = filters.gaussian_rows_launch(shape, 7, 7, 4)
+    if w * c > 2**31 - 1 - 512:  # the row's offsets must fit an int: the tile kernel runs
+        assert cfg is None
+        return
+    gx, gy, gz = cfg["grid"]
+    assert gx * cfg["block"][0] * 4 >= w * c and gx <= 2**31 - 1  # 4 values per thread
+    assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
+    assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 
 def test_gaussian_taps_uploaded_once(ctx):

@@ -24,6 +24,12 @@ ksize >= 9 uint16           ``gpuenhance_median_hist`` (sliding histograms)
 ksize >= 9 float            ``gpuenhance_median_select`` (radix selection)
 ==========================  =================================================
 
+Gaussian path choice: ``gpuenhance_gaussian_tile_rows`` (interleaved rows, all channels of a
+tile at once, 4 values x 2 rows per thread; :func:`gaussian_rows_launch`) while its tile fits
+shared memory, else ``gpuenhance_gaussian_tile`` (one plane at a time, :func:`gaussian_launch`),
+else two 1-D ``gpuenhance_gaussian_pass`` launches. The first two do the same arithmetic in the
+same order and give the same values.
+
 Fusion: ``median_filter`` and ``gaussian_filter`` take an optional trailing point operation,
 ``lut=`` (uint8/uint16: a table as for :func:`gpuenhance.apply_lut`, shared or per channel) or
 ``gamma=``/``gain=`` (as :func:`gpuenhance.gamma_correct`: uint8/uint16 through the very
@@ -130,6 +136,10 @@ def _tile_name(dtype, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_gaussian_tile<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
 
 
+def _rows_name(dtype, fuse: int = FUSE_NONE) -> str:
+    return f"gpuenhance_gaussian_tile_rows<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
+
+
 def _pass_name(tin: str, tout: str, acc: str, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_gaussian_pass<{tin}, {tout}, {acc}, {fuse}>"
 
@@ -149,6 +159,7 @@ KERNELS = {
     ),
     "gaussian.cu": tuple(
         [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
+        + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
         + list(
             dict.fromkeys(n for d in _DTYPES for f in _fusions(d) for n in _pass_names(d, f))
         )
@@ -163,6 +174,7 @@ HOT_KERNELS = tuple(
     # on sm_90 (tests/test_kernels_compile.py).
     + [_u8x4_name(k, f) for f in _fusions(np.uint8) for k in _U8X4_K]
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
+    + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
 )
 
 
@@ -431,6 +443,37 @@ def gaussian_launch(shape, kx: int, ky: int, acc_size: int) -> dict:
     return cfg
 
 
+# The interleaved-rows Gaussian (gpuenhance_gaussian_tile_rows): values per thread and block
+# row, output rows per thread; block rows (BY) tried from the first, while shared memory fits.
+_ROWS_PX, _ROWS_BW, _ROWS_RY = 4, 128, 2
+_ROWS_BY = (8, 4, 2, 1)
+
+
+def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int) -> dict | None:
+    """Launch configuration of the interleaved-rows Gaussian, or None where it does not apply.
+
+    Block (32, BY): each thread computes 4 values of 2 rows, a block 128 values (all channels
+    interleaved) of 2*BY rows; grid (ceil(W*C / 128), row tiles, images), grid.y and grid.z
+    clamped to ``_GRID_Y`` / ``_GRID_Z``. None when no BY fits ``_SMEM_LIMIT`` or the row's
+    offsets (W*C plus the halo) would not fit an int; then :func:`gaussian_launch` applies.
+    """
+    check_nhwc(shape)
+    n, h, w, c = (int(v) for v in shape)
+    kx, ky = int(kx), int(ky)
+    if w * c + (kx + 1) * c + 2 * _ROWS_BW > INT32_MAX:
+        return None
+    tw = _ROWS_BW + (kx - 1) * c
+    for by in _ROWS_BY:
+        rows = by * _ROWS_RY
+        th = rows + ky - 1
+        smem = (th * tw + th * _ROWS_BW + kx + ky) * acc_size
+        if smem <= _SMEM_LIMIT:
+            grid = (blocks(w * c, _ROWS_BW), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
+            return dict(grid=check_grid(grid, "gaussian_filter"), block=(32, by, 1),
+                        shared_mem=smem, rows=rows)
+    return None
+
+
 def gaussian_filter(
     ctx, img, kx: int, ky: int, sx: float, sy: float, border: str, *, lut=None, gamma=None,
     gain=1.0
@@ -450,8 +493,11 @@ def gaussian_filter(
     taps_y = _taps(ctx, ky, sy, dtype)
     code = _i32(BORDER_CODES[border])
     dims = (_i32(n), _i32(h), _i32(w), _i32(c))
-    if cfg["path"] == "tile":
-        kern = _function(ctx, "gaussian.cu", _tile_name(dtype, fuse))
+    rows = gaussian_rows_launch(x.shape, kx, ky, acc_dtype.itemsize)
+    if rows is not None or cfg["path"] == "tile":
+        name = _tile_name(dtype, fuse) if rows is None else _rows_name(dtype, fuse)
+        cfg = cfg if rows is None else rows
+        kern = _function(ctx, "gaussian.cu", name)
         kern(
             cfg["grid"], cfg["block"],
             (x, out, taps_x, taps_y) + dims + (_i32(kx), _i32(ky), code) + point,
