@@ -455,6 +455,26 @@ def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
     np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), lut[img])
 
 
+@pytest.mark.parametrize("dtype,channels", [(np.uint8, 1), (np.uint8, 3), (np.uint16, 3)])
+def test_lut_two_vectors_per_trip_with_a_small_grid(ctx, rng, monkeypatch, dtype, channels):
+    # One block of 256 threads: every thread makes several trips of two vectors each, the
+    # last trips with and without a second vector, then the scalar tail.
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    assert tone._grid(10**6, 32)[0] == 1
+    entries = 256 if dtype == np.uint8 else 65536
+    img = _random(rng, (2, 37, 41, channels), dtype)  # 1076+ vectors: 4+ half-full trips
+    for lut in (_random(rng, (entries,), dtype), _random(rng, (entries, channels), dtype)):
+        np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), _lut_oracle(img, lut))
+
+
+def test_gamma_float_two_vectors_per_trip_with_a_small_grid(ctx, rng, monkeypatch):
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    img = np.abs(_random(rng, (3, 29, 30, 3), np.float32))  # 1957 vectors and a 2-value tail
+    got = tone.gamma_correct(ctx, img, 0.7, 1.2)
+    np.testing.assert_allclose(got, np.float32(1.2) * np.power(img, np.float32(0.7)),
+                               **tol("gamma_correct", np.float32))
+
+
 def test_lut_column_table_is_shared(ctx, rng):
     img = _random(rng, (6, 7, 2), np.uint8)
     lut = _random(rng, (256, 1), np.uint8)
