@@ -500,14 +500,17 @@ __device__ __forceinline__ void gpuenhance_median_row(CountT* h, int stride,
 }
 
 // Launch: block (bt, 1, 1), grid (ceil(W/bt), min(ceil(H/strip), 65535), min(N*C, 65535)),
-// shared_mem = bt * counters * 2 bytes (272 counters for uint8, 544 for uint16; K <= 255).
+// shared_mem = bt * counters * sizeof(CountT) (272 counters for uint8, 544 for uint16).
+// CountT: unsigned short holds K * K <= 255 * 255 < 65536 window values; unsigned char holds
+// K * K <= 225 (K <= 15) and halves the shared memory per thread, so twice the threads fit an
+// SM (the kernel's occupancy is set by shared memory alone). Removal adds CountT(-1), which
+// wraps; no counter ever exceeds K * K, so both widths count exactly.
 // No barriers: the histograms are private to each thread.
-template <typename T, int FUSE>
+template <typename T, typename CountT, int FUSE>
 __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict__ dst, int N,
                                        int H, int W, int C, int K, int border, int strip,
                                        const T* __restrict__ lut, int lut_channels, float gamma,
                                        float gain) {
-    typedef unsigned short CountT;  // K * K <= 255 * 255 < 65536 window values
     typedef gpuenhance_median_hist_ops<T, CountT> Ops;
     GPUENHANCE_DYNAMIC_SMEM(CountT, hist_all);
     const int stride = blockDim.x;

@@ -156,6 +156,22 @@ def test_median_uint16_histogram_rebuilds(ctx, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("ksize,count", [(13, "unsigned char"), (15, "unsigned char"),
+                                         (17, "unsigned short")])
+def test_median_histogram_counter_width(ctx, rng, launched, dtype, ksize, count):
+    # 8-bit counters up to K = 15 (K*K = 225 values in one bin at most), 16-bit beyond. A
+    # flat image with a few outliers fills one bin with (nearly) the whole window.
+    flat = np.full((20, 19), 200, dtype)
+    flat[rng.integers(0, 20, 12), rng.integers(0, 19, 12)] = 7
+    for img in (flat, _random(rng, (20, 19), dtype)):
+        launched.clear()
+        for border in ("reflect", "constant"):
+            np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, border),
+                                          median_oracle(img, ksize, border))
+        assert launched[0] == f"gpuenhance_median_hist<{filters.ctype(dtype)}, {count}, 0>"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_median_histogram_largest_window(ctx, rng, dtype):
     # ksize 255 (the public maximum): 65025 window values, the most the 16-bit counters hold.
     img = _random(rng, (3, 4), dtype)

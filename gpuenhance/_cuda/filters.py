@@ -124,8 +124,17 @@ def _u8x4_lanes(ctx) -> str:
     return _U8X4_LANES[0]
 
 
-def _hist_name(dtype, fuse: int = FUSE_NONE) -> str:
-    return f"gpuenhance_median_hist<{ctype(dtype)}, {fuse}>"
+# Histogram counter types: 8-bit while K*K <= 255 (half the shared memory), else 16-bit.
+_HIST_COUNT_TYPES = ("unsigned char", "unsigned short")
+_HIST_U8_COUNTS_MAX_K = 15
+
+
+def _hist_count_type(ksize: int) -> str:
+    return _HIST_COUNT_TYPES[0] if ksize <= _HIST_U8_COUNTS_MAX_K else _HIST_COUNT_TYPES[1]
+
+
+def _hist_name(dtype, fuse: int = FUSE_NONE, count: str = _HIST_COUNT_TYPES[1]) -> str:
+    return f"gpuenhance_median_hist<{ctype(dtype)}, {count}, {fuse}>"
 
 
 def _select_name(dtype, fuse: int = FUSE_NONE) -> str:
@@ -154,7 +163,8 @@ KERNELS = {
     "median.cu": tuple(
         [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in _SMALL_K]
         + [_u8x4_name(k, f, v) for v in _U8X4_LANES for f in _fusions(np.uint8) for k in _U8X4_K]
-        + [_hist_name(d, f) for d in _INT_DTYPES for f in _fusions(d)]
+        + [_hist_name(d, f, n) for d in _INT_DTYPES for f in _fusions(d)
+           for n in _HIST_COUNT_TYPES]
         + [_select_name(d, f) for d in _DTYPES for f in _fusions(d)]
     ),
     "gaussian.cu": tuple(
@@ -288,7 +298,7 @@ def median_launch(shape, dtype, ksize: int) -> dict:
                 f"ksize must be in [1, {_HIST_MAX_K}] for the CUDA median of {dtype.name} "
                 f"images (16-bit histogram counters); got {ksize}"
             )
-        per_thread = _HIST_COUNTERS[dtype] * 2
+        per_thread = _HIST_COUNTERS[dtype] * (1 if ksize <= _HIST_U8_COUNTS_MAX_K else 2)
         bt = 64
         while bt > 1 and bt * per_thread > _SMEM_LIMIT - 8 * 1024:
             bt //= 2
@@ -349,7 +359,7 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
         kern = _function(ctx, "median.cu", _small_name(dtype, ksize, fuse))
         args = dims + (code,)
     elif cfg["path"] == "hist":
-        kern = _function(ctx, "median.cu", _hist_name(dtype, fuse))
+        kern = _function(ctx, "median.cu", _hist_name(dtype, fuse, _hist_count_type(ksize)))
         args = dims + (_i32(ksize), code, _i32(cfg["strip"]))
     else:
         kern = _function(ctx, "median.cu", _select_name(dtype, fuse))
