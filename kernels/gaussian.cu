@@ -156,8 +156,10 @@ __device__ __forceinline__ Acc gpuenhance_gaussian_value(const T* __restrict__ r
     return xx < 0 ? Acc(0) : (Acc)row[(gpuenhance_i64)xx * C + (e - x * C)];
 }
 
+// At most 256 threads (BY <= 8), 4 blocks per SM: 64 registers, no spills (sm_75..sm_90).
 template <typename T, typename Acc, int FUSE>
-__global__ void gpuenhance_gaussian_tile_rows(const T* __restrict__ src, T* __restrict__ dst,
+__global__ void __launch_bounds__(256, 4)
+    gpuenhance_gaussian_tile_rows(const T* __restrict__ src, T* __restrict__ dst,
                                               const Acc* __restrict__ taps_x,
                                               const Acc* __restrict__ taps_y, int N, int H, int W,
                                               int C, int kx, int ky, int border,
