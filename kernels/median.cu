@@ -19,10 +19,11 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
-// 1b. gpuenhance_median_small_u8x4<K, RY, V, FUSE>, uint8 K in {3, 5}: the same selections on
-//    packed bytes (every channel at once, 4 bytes and RY rows per thread, each row's sort
-//    shared by the K windows that contain it); see its section below. The host uses it for
-//    uint8 with C <= 16 in place of gpuenhance_median_small.
+// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8 and float32, K in {3, 5}: the
+//    same selections on rows of interleaved values (every channel at once, one 32-bit word --
+//    4 packed bytes or 1 float -- of RY rows per thread, each row's sort shared by the K
+//    windows that contain it); see its section below. The host uses it in place of
+//    gpuenhance_median_small while the pixel is at most 16 bytes (uint8) or 64 bytes.
 //
 // 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
@@ -189,13 +190,14 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. uint8 3x3 / 5x5: packed bytes, several rows per thread
+// 1b. uint8 / float32 3x3 / 5x5: rows as bytes, several outputs per thread
 // ---------------------------------------------------------------------------------------------
-// A row of an image is W*C interleaved bytes; the window of byte j holds the bytes j + dx*C of
-// the rows y + dy, so every channel is filtered at once by working on bytes. Each thread owns
-// one 32-bit word (4 consecutive bytes) of RY consecutive output rows; a compare-exchange of
-// two words is one __vminu4 and one __vmaxu4 (4 byte lanes). The neighbours at +-C, +-2C bytes
-// are unaligned words of the shared tile, assembled from two aligned words by a funnel shift.
+// A row of an image is W*C interleaved values, W*Cb bytes with Cb = C * sizeof(T); the window
+// of the value at byte j holds the values at bytes j + dx*Cb of the rows y + dy, so every
+// channel is filtered at once. Each thread owns one 32-bit word of RY consecutive output rows:
+// 4 uint8 values (packed: a compare-exchange of two words works on 4 lanes at once) or one
+// float32. The neighbours at +-Cb, +-2Cb bytes are words of the shared tile, unaligned for
+// uint8, assembled from two aligned words by a funnel shift.
 //
 // Reuse across rows: each input row's K horizontal neighbours are sorted once, and the sorted
 // row serves the K output rows whose window contains it.
@@ -207,37 +209,49 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 //        Column ranks that cannot be candidates are dead code (the compiler drops them).
 //
 // Tile: the block (64, BY) covers TILE = 256 bytes of BY * RY rows of one image. The tile in
-// shared memory has TILE + 2 * pad + 16 bytes per row (pad = R*C rounded up to 16: the halo,
+// shared memory has TILE + 2 * pad + 16 bytes per row (pad = R*Cb rounded up to 16: the halo,
 // and 16 more bytes so the funnel shift's second word exists) and BY * RY + K - 1 rows; shared
 // byte s of tile row t is byte jb - pad + s of image row y0 + t, through the border rules
-// (bytes beyond the row map pixel x = floor(j / C), channel j - x*C). It is staged in 16-byte
-// chunks: a 16-byte load where the chunk lies inside the row and is 16-byte aligned in global
-// memory, else 4-byte words, else bytes. Stores are 32-bit where aligned, else bytes.
+// (bytes beyond the row map pixel x = floor(j / Cb), byte j - x*Cb of it). It is staged in
+// 16-byte chunks: a 16-byte load where the chunk lies inside the row and is 16-byte aligned in
+// global memory, else 4-byte words, else bytes. Stores are 32-bit where aligned, else bytes.
 //
-// Launch (gpuenhance._cuda.filters.median_u8_launch): block (64, BY), grid
-// (ceil(W*C / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
+// Launch (gpuenhance._cuda.filters.median_packed_launch): block (64, BY), grid
+// (ceil(W*Cb / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
 // row tiles and images (uniform across the block: every thread reaches every barrier),
-// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while W*C + 512
-// fits an int and pad stays small (C <= 16); other shapes use gpuenhance_median_small.
-#define GPUENHANCE_MEDIAN_U8_TILE 256
+// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while the row's
+// bytes (plus 1 KiB) fit an int and Cb <= 16 (uint8) or 64 (float32); other shapes use
+// gpuenhance_median_small.
+#define GPUENHANCE_MEDIAN_PACKED_TILE 256
 
-// The 4 bytes of a word as the network works on them (template parameter V):
-// gpuenhance_u8x4 keeps the word (8-bit lanes, __vminu4/__vmaxu4: about 10 SASS instructions
+// The word as the network works on it (template parameter V; V::elem is the image's dtype):
+// gpuenhance_u8x4 keeps 4 bytes (8-bit lanes, __vminu4/__vmaxu4: about 10 SASS instructions
 // per compare-exchange on sm_75..sm_90, which emulate the SIMD video instructions);
-// gpuenhance_u16x2x2 spreads it over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
+// gpuenhance_u16x2x2 spreads them over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
 // where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange, plus
-// 2 byte permutes in and 1 out. The host picks u16x2x2 for sm_90 and newer.
+// 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_f32x1 is
+// one float32 (fminf/fmaxf).
 struct gpuenhance_u8x4 {
+    typedef gpuenhance_u8 elem;
     unsigned int v;
     static __device__ __forceinline__ gpuenhance_u8x4 from_word(unsigned int w) { return {w}; }
     __device__ __forceinline__ unsigned int word() const { return v; }
 };
 struct gpuenhance_u16x2x2 {
+    typedef gpuenhance_u8 elem;
     unsigned int even, odd;
     static __device__ __forceinline__ gpuenhance_u16x2x2 from_word(unsigned int w) {
         return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
     }
     __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
+};
+struct gpuenhance_f32x1 {
+    typedef float elem;
+    float v;
+    static __device__ __forceinline__ gpuenhance_f32x1 from_word(unsigned int w) {
+        return {__uint_as_float(w)};
+    }
+    __device__ __forceinline__ unsigned int word() const { return __float_as_uint(v); }
 };
 template <>
 __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u8x4>(gpuenhance_u8x4& a,
@@ -255,6 +269,11 @@ __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2x2>(gpuenha
     b.odd = __vmaxu2(a.odd, b.odd);
     a.even = even;
     a.odd = odd;
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_f32x1>(gpuenhance_f32x1& a,
+                                                                      gpuenhance_f32x1& b) {
+    gpuenhance_median_cx(a.v, b.v);
 }
 
 // Sort v[0..K) ascending, K in {3, 5} (optimal networks: 3 and 9 compare-exchanges).
@@ -278,22 +297,23 @@ __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
     }
 }
 
-// Byte j of image row `row` (W*C bytes) under the border rule; row == nullptr: a constant row.
-__device__ __forceinline__ unsigned int gpuenhance_median_u8_byte(const gpuenhance_u8* row, int j,
-                                                                  int W, int C, int WC,
-                                                                  int border) {
+// Byte j of an image row of W pixels of Cb bytes (WCb = W*Cb) under the border rule;
+// row == nullptr: a row outside the image under the constant border (zeros).
+__device__ __forceinline__ unsigned int gpuenhance_median_row_byte(const gpuenhance_u8* row, int j,
+                                                                   int W, int Cb, int WCb,
+                                                                   int border) {
     if (row == nullptr) return 0u;
-    if (j >= 0 && j < WC) return row[j];
-    const int x = j >= 0 ? j / C : -((C - 1 - j) / C);  // floor(j / C)
+    if (j >= 0 && j < WCb) return row[j];
+    const int x = j >= 0 ? j / Cb : -((Cb - 1 - j) / Cb);  // floor(j / Cb)
     const int xx = gpuenhance_border_index(x, W, border);
-    return xx < 0 ? 0u : row[(gpuenhance_i64)xx * C + (j - x * C)];
+    return xx < 0 ? 0u : row[(gpuenhance_i64)xx * Cb + (j - x * Cb)];
 }
 
-// Stage the 16 bytes j .. j+15 of image row `row` into the 16-byte aligned shared `out`.
-__device__ __forceinline__ void gpuenhance_median_u8_stage(gpuenhance_u8* out,
-                                                           const gpuenhance_u8* row, int j, int W,
-                                                           int C, int WC, int border) {
-    if (row != nullptr && j >= 0 && j <= WC - 16 &&
+// Stage the 16 bytes j .. j+15 of an image row into the 16-byte aligned shared `out`.
+__device__ __forceinline__ void gpuenhance_median_row_stage(gpuenhance_u8* out,
+                                                            const gpuenhance_u8* row, int j,
+                                                            int W, int Cb, int WCb, int border) {
+    if (row != nullptr && j >= 0 && j <= WCb - 16 &&
         (reinterpret_cast<unsigned long long>(row + j) & 15ull) == 0ull) {
         gpuenhance_store16(out, gpuenhance_load16(row + j));
         return;
@@ -302,31 +322,37 @@ __device__ __forceinline__ void gpuenhance_median_u8_stage(gpuenhance_u8* out,
 #pragma unroll 1
     for (int w = 0; w < 4; ++w) {
         const int jw = j + 4 * w;
-        if (row != nullptr && jw >= 0 && jw <= WC - 4 &&
+        if (row != nullptr && jw >= 0 && jw <= WCb - 4 &&
             (reinterpret_cast<unsigned long long>(row + jw) & 3ull) == 0ull) {
             *reinterpret_cast<unsigned int*>(out + 4 * w) =
                 *reinterpret_cast<const unsigned int*>(row + jw);
         } else {
 #pragma unroll 1
             for (int e = 0; e < 4; ++e)
-                out[4 * w + e] = (gpuenhance_u8)gpuenhance_median_u8_byte(row, jw + e, W, C, WC,
-                                                                          border);
+                out[4 * w + e] = (gpuenhance_u8)gpuenhance_median_row_byte(row, jw + e, W, Cb,
+                                                                           WCb, border);
         }
     }
 }
 
 template <int K, int RY, typename V, int FUSE>
-__global__ void gpuenhance_median_small_u8x4(const gpuenhance_u8* __restrict__ src,
-                                             gpuenhance_u8* __restrict__ dst, int N, int H, int W,
-                                             int C, int border,
-                                             const gpuenhance_u8* __restrict__ lut,
-                                             int lut_channels, float gamma, float gain) {
+__global__ void gpuenhance_median_small_packed(const typename V::elem* __restrict__ src_,
+                                               typename V::elem* __restrict__ dst_, int N, int H,
+                                               int W, int C, int border,
+                                               const typename V::elem* __restrict__ lut,
+                                               int lut_channels, float gamma, float gain) {
+    typedef typename V::elem T;
+    constexpr int ES = (int)sizeof(T);
+    constexpr int PER_WORD = 4 / ES;  // values per 32-bit word
     constexpr int R = K / 2;
-    constexpr int TILE = GPUENHANCE_MEDIAN_U8_TILE;
+    constexpr int TILE = GPUENHANCE_MEDIAN_PACKED_TILE;
     constexpr int IN_ROWS = RY + K - 1;  // input rows one thread reads
     GPUENHANCE_DYNAMIC_SMEM(gpuenhance_u8, tile);
-    const int WC = W * C;
-    const int pad = (R * C + 15) / 16 * 16;
+    const gpuenhance_u8* src = reinterpret_cast<const gpuenhance_u8*>(src_);
+    gpuenhance_u8* dst = reinterpret_cast<gpuenhance_u8*>(dst_);
+    const int Cb = C * ES;    // bytes per pixel
+    const int WCb = W * Cb;   // bytes per row
+    const int pad = (R * Cb + 15) / 16 * 16;
     const int sw = TILE + 2 * pad + 16;  // bytes per tile row, a multiple of 16
     const int rows_per_block = (int)blockDim.y * RY;
     const int th = rows_per_block + K - 1;
@@ -338,7 +364,7 @@ __global__ void gpuenhance_median_small_u8x4(const gpuenhance_u8* __restrict__ s
     const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
     const unsigned int* words = reinterpret_cast<const unsigned int*>(tile);
     for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
-        const gpuenhance_u8* image = src + n * H * (gpuenhance_i64)WC;
+        const gpuenhance_u8* image = src + n * H * (gpuenhance_i64)WCb;
         for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
             const int y0 = rt * rows_per_block - R;
             __syncthreads();  // the previous tile is no longer read
@@ -346,9 +372,9 @@ __global__ void gpuenhance_median_small_u8x4(const gpuenhance_u8* __restrict__ s
                 const int t = i / chunks;
                 const int k = i - t * chunks;
                 const int yy = gpuenhance_border_index(y0 + t, H, border);
-                gpuenhance_median_u8_stage(tile + t * sw + 16 * k,
-                                           yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC,
-                                           jb - pad + 16 * k, W, C, WC, border);
+                gpuenhance_median_row_stage(tile + t * sw + 16 * k,
+                                            yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WCb,
+                                            jb - pad + 16 * k, W, Cb, WCb, border);
             }
             __syncthreads();
             // Sorted horizontal neighbourhoods of this thread's input rows.
@@ -358,10 +384,11 @@ __global__ void gpuenhance_median_small_u8x4(const gpuenhance_u8* __restrict__ s
                 const unsigned int* trow = words + ((int)threadIdx.y * RY + r) * (sw / 4);
 #pragma unroll
                 for (int d = 0; d < K; ++d) {
-                    const int off = pad + 4 * (int)threadIdx.x + (d - R) * C;
+                    const int off = pad + 4 * (int)threadIdx.x + (d - R) * Cb;
                     const int q = off >> 2;
                     srt[r][d] = V::from_word(
-                        __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
+                        ES == 4 ? trow[q]  // whole values: always word-aligned
+                                : __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
                 }
                 gpuenhance_median_sort<V, K>(srt[r]);
             }
@@ -390,35 +417,39 @@ __global__ void gpuenhance_median_small_u8x4(const gpuenhance_u8* __restrict__ s
                         for (int r = 0; r < 5; ++r) col[c][r] = srt[i + r][c];
                         gpuenhance_median_sort<V, 5>(col[c]);
                     }
-                    V cand[13] = {col[0][3], col[0][4], col[1][2], col[1][3],
-                                                col[1][4], col[2][1], col[2][2], col[2][3],
-                                                col[3][0], col[3][1], col[3][2], col[4][0],
-                                                col[4][1]};
+                    V cand[13] = {col[0][3], col[0][4], col[1][2], col[1][3], col[1][4],
+                                  col[2][1], col[2][2], col[2][3], col[3][0], col[3][1],
+                                  col[3][2], col[4][0], col[4][1]};
                     med = gpuenhance_median_forgetful<V, 13>(cand);
                 }
                 const int y = ybase + i;
-                if (y >= H || j0 >= WC) continue;
+                if (y >= H || j0 >= WCb) continue;
                 unsigned int out = med.word();
                 if constexpr (FUSE != 0) {
-                    int c = j0 % C;
+                    int c = (j0 / ES) % C;
                     unsigned int mapped = 0u;
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const gpuenhance_u8 v = (gpuenhance_u8)((out >> (8 * e)) & 255u);
-                        mapped |= (unsigned int)gpuenhance_point<gpuenhance_u8, FUSE>(
-                                      v, lut, lut_channels, c, gamma, gain)
-                                  << (8 * e);
+                    for (int e = 0; e < PER_WORD; ++e) {
+                        constexpr int BITS = 8 * ES;
+                        const unsigned int bits =
+                            BITS == 32 ? out : (out >> (BITS * e)) & ((1u << (BITS & 31)) - 1u);
+                        T v;
+                        if constexpr (ES == 4) v = __uint_as_float(bits);
+                        else v = (T)bits;
+                        const T r = gpuenhance_point<T, FUSE>(v, lut, lut_channels, c, gamma, gain);
+                        if constexpr (ES == 4) mapped = __float_as_uint(r);
+                        else mapped |= (unsigned int)r << (BITS * e);
                         if (++c == C) c = 0;
                     }
                     out = mapped;
                 }
-                gpuenhance_u8* o = dst + (n * H + y) * (gpuenhance_i64)WC + j0;
-                if (j0 <= WC - 4 && (reinterpret_cast<unsigned long long>(o) & 3ull) == 0ull) {
+                gpuenhance_u8* o = dst + (n * H + y) * (gpuenhance_i64)WCb + j0;
+                if (j0 <= WCb - 4 && (reinterpret_cast<unsigned long long>(o) & 3ull) == 0ull) {
                     *reinterpret_cast<unsigned int*>(o) = out;
                 } else {
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
-                        if (j0 + e < WC) o[e] = (gpuenhance_u8)(out >> (8 * e));
+                        if (j0 + e < WCb) o[e] = (gpuenhance_u8)(out >> (8 * e));
                 }
             }
         }

@@ -211,9 +211,9 @@ def test_median_non_contiguous_input(ctx, rng):
                                   median_oracle(np.ascontiguousarray(img), 3, "reflect"))
 
 
-# The packed uint8 kernel (gpuenhance_median_small_u8x4): both lane layouts (8-bit lanes, the
-# 16-bit lanes sm_90 gets), rows that are not 4- or 16-byte aligned, several 256-byte tiles and
-# row tiles, image edges inside a word, batches.
+# The packed kernel (gpuenhance_median_small_packed): uint8 in both lane layouts (8-bit lanes,
+# the 16-bit lanes sm_90 gets) and float32; rows that are not 4- or 16-byte aligned, several
+# 256-byte tiles and row tiles, image edges inside a word, batches.
 @pytest.fixture
 def launched(ctx, monkeypatch):
     """The name expressions of the filter kernels launched, in order."""
@@ -228,74 +228,100 @@ def launched(ctx, monkeypatch):
     return names
 
 
-@pytest.fixture(params=filters._U8X4_LANES)
-def u8x4(request, monkeypatch, launched):
-    """Force one lane layout; (the layout, the kernels launched)."""
-    monkeypatch.setattr(filters, "_u8x4_lanes", lambda _ctx: request.param)
-    return request.param, launched
+PACKED = [(np.uint8, "gpuenhance_u8x4"), (np.uint8, "gpuenhance_u16x2x2"),
+          (np.float32, "gpuenhance_f32x1")]
+
+
+@pytest.fixture(params=PACKED, ids=[lanes for _, lanes in PACKED])
+def packed(request, monkeypatch, launched):
+    """(dtype, lane layout forced for it, the kernels launched)."""
+    dtype, lanes = request.param
+    monkeypatch.setattr(filters, "_packed_lanes", lambda _ctx, _dtype: lanes)
+    return np.dtype(dtype), lanes, launched
 
 
 @pytest.mark.parametrize("shape", [(2, 37, 101, 3), (1, 18, 150, 1), (3, 9, 23, 4), (1, 1, 5, 3)])
 @pytest.mark.parametrize("ksize", [3, 5])
 @pytest.mark.parametrize("border", BORDERS)
-def test_median_u8_packed_equals_oracle(u8x4, ctx, rng, shape, ksize, border):
-    lanes, names = u8x4
-    img = _random(rng, shape, np.uint8)
+def test_median_packed_equals_oracle(packed, ctx, rng, shape, ksize, border):
+    dtype, lanes, names = packed
+    img = _random(rng, shape, dtype)
     got = filters.median_filter(ctx, img, ksize, border)
     np.testing.assert_array_equal(got, median_oracle(img, ksize, border))
-    assert names == [f"gpuenhance_median_small_u8x4<{ksize}, 4, {lanes}, 0>"]
+    assert names == [filters._packed_name(ksize, 0, lanes)]
 
 
 @pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4)])
 @pytest.mark.parametrize("ksize", [3, 5])
-def test_median_u8_packed_equals_cv2_medianblur(u8x4, ctx, rng, shape, ksize):
-    img = _random(rng, shape, np.uint8)
+def test_median_packed_equals_cv2_medianblur(packed, ctx, rng, shape, ksize):
+    dtype, lanes, names = packed
+    img = _random(rng, shape, dtype)
     np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "replicate"),
                                   cv2.medianBlur(img, ksize))
-    assert u8x4[1][0].startswith("gpuenhance_median_small_u8x4")
+    assert names == [filters._packed_name(ksize, 0, lanes)]
 
 
 @pytest.mark.parametrize("ksize", [3, 5])
-def test_median_u8_packed_fused_per_channel_lut(u8x4, ctx, rng, ksize):
-    img = _random(rng, (2, 11, 45, 3), np.uint8)  # 135-byte rows: words straddle pixels
-    lut = _random(rng, (256, 3), np.uint8)
-    got = filters.median_filter(ctx, img, ksize, "reflect", lut=lut)
-    np.testing.assert_array_equal(got, lut[median_oracle(img, ksize, "reflect"), np.arange(3)])
-    assert u8x4[1] == [f"gpuenhance_median_small_u8x4<{ksize}, 4, {u8x4[0]}, 1>"]
+def test_median_packed_fused(packed, ctx, rng, ksize):
+    dtype, lanes, names = packed
+    img = _random(rng, (2, 11, 45, 3), dtype)  # uint8: 135-byte rows, words straddle pixels
+    med = median_oracle(img, ksize, "reflect")
+    if dtype == np.uint8:
+        lut = _random(rng, (256, 3), np.uint8)
+        got = filters.median_filter(ctx, img, ksize, "reflect", lut=lut)
+        np.testing.assert_array_equal(got, lut[med, np.arange(3)])
+    else:
+        img = np.abs(img)
+        med = median_oracle(img, ksize, "reflect")
+        got = filters.median_filter(ctx, img, ksize, "reflect", gamma=0.6, gain=1.1)
+        want = np.float32(1.1) * np.power(med, np.float32(0.6))
+        np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
+    assert names == [filters._packed_name(ksize, 1 if dtype == np.uint8 else 2, lanes)]
 
 
 @pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
-def test_median_u8_packed_clamped_grid_strides(u8x4, ctx, rng, monkeypatch, grid_y, grid_z):
+def test_median_packed_clamped_grid_strides(packed, ctx, rng, monkeypatch, grid_y, grid_z):
+    dtype = packed[0]
     monkeypatch.setattr(filters, "_GRID_Y", grid_y)
     monkeypatch.setattr(filters, "_GRID_Z", grid_z)
-    img = _random(rng, (3, 40, 7, 3), np.uint8)  # 3 row tiles of 16, 3 images
-    assert filters.median_u8_launch(img.shape, 5)["grid"] == (1, grid_y, grid_z)
+    img = _random(rng, (3, 40, 7, 3), dtype)  # 3 row tiles of 16, 3 images
+    assert filters.median_packed_launch(img.shape, dtype, 5)["grid"] == (1, grid_y, grid_z)
     np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect_101"),
                                   median_oracle(img, 5, "reflect_101"))
 
 
-def test_median_u8_many_channels_use_the_generic_kernel(ctx, rng):
-    # C = 16 is the packed kernel's last channel count (halo R*C <= 32 bytes); C = 17 is not.
-    assert filters.median_u8_launch((1, 6, 7, 16), 5) is not None
-    assert filters.median_u8_launch((1, 6, 7, 17), 5) is None
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype):
+    # C = 16 is the packed kernel's last channel count (a pixel of 16 or 64 bytes); C = 17 is not.
+    assert filters.median_packed_launch((1, 6, 7, 16), dtype, 5) is not None
+    assert filters.median_packed_launch((1, 6, 7, 17), dtype, 5) is None
     for c in (16, 17):
-        img = _random(rng, (6, 7, c), np.uint8)
+        img = _random(rng, (6, 7, c), dtype)
         np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect"),
                                       median_oracle(img, 5, "reflect"))
+    assert launched[0].startswith("gpuenhance_median_small_packed<")
+    assert launched[1] == filters._small_name(dtype, 5)
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_median_packed_is_uint8_and_float32_only(dtype):
+    assert filters.median_packed_launch((1, 6, 7, 3), dtype, 3) is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 @pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
                                    (3, 50_000, 50_000, 1), (1, 4, 2**29, 4)])
-def test_median_u8_packed_launch_of_huge_shapes(shape):
+def test_median_packed_launch_of_huge_shapes(dtype, shape):
     n, h, w, c = shape
-    cfg = filters.median_u8_launch(shape, 3)
-    if w * c > 2**31 - 1 - 1024:  # byte offsets of a row must fit an int: generic kernel
+    row_bytes = w * c * np.dtype(dtype).itemsize
+    cfg = filters.median_packed_launch(shape, dtype, 3)
+    if row_bytes > 2**31 - 1 - 1024:  # byte offsets of a row must fit an int: generic kernel
         assert cfg is None
         return
     gx, gy, gz = cfg["grid"]
-    assert gx * cfg["block"][0] * 4 >= w * c and gx <= 2**31 - 1  # 4 bytes per thread
+    assert gx * cfg["block"][0] * 4 >= row_bytes and gx <= 2**31 - 1  # 4 bytes per thread
     assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
-    assert cfg["rows"] == cfg["block"][1] * filters._U8X4_RY[3]
+    assert cfg["rows"] == cfg["block"][1] * filters._PACKED_RY[3]
     assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 

@@ -16,8 +16,9 @@ Median path choice (exact on every path):
 ==========================  =================================================
 ksize 1                     copy
 ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks); for uint8
-                            with C <= 16 its packed form ``gpuenhance_median_small_u8x4``
-                            (4 bytes and 4 rows per thread, :func:`median_u8_launch`)
+                            (C <= 16) and float32 (C <= 16) its form on interleaved rows,
+                            ``gpuenhance_median_small_packed`` (one 32-bit word of 4 rows
+                            per thread, :func:`median_packed_launch`)
 ksize 7, float/uint16       ``gpuenhance_median_small`` (forgetful selection)
 ksize >= 7 uint8,
 ksize >= 9 uint16           ``gpuenhance_median_hist`` (sliding histograms)
@@ -91,37 +92,44 @@ def _small_name(dtype, k: int, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_median_small<{ctype(dtype)}, {k}, {fuse}>"
 
 
-# The packed uint8 kernel: output rows per thread (RY), block rows (BY), bytes per block row,
-# the largest channel count it takes (its halo, R*C bytes rounded up to 16, stays small).
-_U8X4_K = (3, 5)
-_U8X4_RY = {3: 4, 5: 4}
-_U8X4_BY = 4
-_U8X4_TILE = 256
-_U8X4_MAX_C = 16
+# The packed kernel (gpuenhance_median_small_packed): output rows per thread (RY), block rows
+# (BY), bytes per block row, and the largest pixel in bytes per dtype (its halo, R * bytes per
+# pixel rounded up to 16, stays small).
+_PACKED_K = (3, 5)
+_PACKED_RY = {3: 4, 5: 4}
+_PACKED_BY = 4
+_PACKED_TILE = 256
+_PACKED_MAX_PIXEL = {np.dtype(np.uint8): 16, np.dtype(np.float32): 64}
+
+# How the packed kernel holds a 32-bit word (see kernels/median.cu), per dtype: uint8 in 8-bit
+# lanes, or in two words of 16-bit lanes where the GPU has a one-instruction 16-bit SIMD
+# min/max (sm_90 and newer); float32 as one value.
+_PACKED_LANES = {np.dtype(np.uint8): ("gpuenhance_u8x4", "gpuenhance_u16x2x2"),
+                 np.dtype(np.float32): ("gpuenhance_f32x1",)}
 
 
-# How the packed kernel holds 4 bytes (see kernels/median.cu): 8-bit lanes, or two words of
-# 16-bit lanes where the GPU has a one-instruction 16-bit SIMD min/max (sm_90 and newer).
-_U8X4_LANES = ("gpuenhance_u8x4", "gpuenhance_u16x2x2")
+def _packed_name(k: int, fuse: int, lanes: str) -> str:
+    return f"gpuenhance_median_small_packed<{k}, {_PACKED_RY[k]}, {lanes}, {fuse}>"
 
 
-def _u8x4_name(k: int, fuse: int = FUSE_NONE, lanes: str = _U8X4_LANES[0]) -> str:
-    return f"gpuenhance_median_small_u8x4<{k}, {_U8X4_RY[k]}, {lanes}, {fuse}>"
+def _packed_names(lane_index: int = 0) -> list[str]:
+    """Every packed instantiation of one lane choice (0: the default, 1: sm_90's uint8)."""
+    return [_packed_name(k, f, lanes[lane_index]) for d, lanes in _PACKED_LANES.items()
+            if lane_index < len(lanes) for f in _fusions(d) for k in _PACKED_K]
 
 
 # Hot on sm_90 and newer only (checked there).
-HOT_KERNELS_SM90 = tuple(
-    _u8x4_name(k, f, _U8X4_LANES[1]) for f in _fusions(np.uint8) for k in _U8X4_K
-)
+HOT_KERNELS_SM90 = tuple(_packed_names(1))
 
 
-def _u8x4_lanes(ctx) -> str:
-    """The lane layout for the current device: 16-bit lanes on compute capability >= 9.0."""
-    if ctx.name == "cuda":
+def _packed_lanes(ctx, dtype) -> str:
+    """The lane layout for *dtype* on the current device (16-bit lanes: compute >= 9.0)."""
+    lanes = _PACKED_LANES[np.dtype(dtype)]
+    if ctx.name == "cuda" and len(lanes) > 1:
         major = ctx.xp.cuda.Device().compute_capability[:-1]
         if int(major) >= 9:
-            return _U8X4_LANES[1]
-    return _U8X4_LANES[0]
+            return lanes[1]
+    return lanes[0]
 
 
 # Histogram counter types: 8-bit while K*K <= 255 (half the shared memory), else 16-bit.
@@ -162,7 +170,7 @@ def _pass_names(dtype, fuse: int = FUSE_NONE) -> tuple[str, str]:
 KERNELS = {
     "median.cu": tuple(
         [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in _SMALL_K]
-        + [_u8x4_name(k, f, v) for v in _U8X4_LANES for f in _fusions(np.uint8) for k in _U8X4_K]
+        + _packed_names(0) + _packed_names(1)
         + [_hist_name(d, f, n) for d in _INT_DTYPES for f in _fusions(d)
            for n in _HIST_COUNT_TYPES]
         + [_select_name(d, f) for d in _DTYPES for f in _fusions(d)]
@@ -179,10 +187,10 @@ KERNELS = {
 # Kernels that must not spill on any architecture CI compiles for.
 HOT_KERNELS = tuple(
     [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in (3, 5)]
-    # 8-bit lanes: the packed median below sm_90. The 16-bit-lane form runs on sm_90+ only
-    # (on sm_75/sm_80 its 5x5 would spill, and it is never launched there); tests check it
-    # on sm_90 (tests/test_kernels_compile.py).
-    + [_u8x4_name(k, f) for f in _fusions(np.uint8) for k in _U8X4_K]
+    # The packed median's default lanes. Its uint8 16-bit-lane form runs on sm_90+ only (on
+    # sm_75/sm_80 its 5x5 would spill, and it is never launched there); tests check it on
+    # sm_90 (tests/test_kernels_compile.py).
+    + _packed_names(0)
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
     + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
 )
@@ -314,23 +322,28 @@ def median_launch(shape, dtype, ksize: int) -> dict:
     return cfg
 
 
-def median_u8_launch(shape, ksize: int) -> dict | None:
-    """Launch configuration of the packed uint8 median, or None where it does not apply.
+def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
+    """Launch configuration of the packed median, or None where it does not apply.
 
-    It applies to ksize 3 and 5 with C <= ``_U8X4_MAX_C`` and rows of W*C bytes that leave
-    the kernel's byte offsets room in an int. Block (64, BY): each thread owns 4 bytes of RY
-    rows, a block 256 bytes of BY*RY rows; grid (ceil(W*C / 256), row tiles, images), grid.y
+    It applies to uint8 and float32 with ksize 3 and 5, pixels of at most
+    ``_PACKED_MAX_PIXEL`` bytes, and rows of W*C values whose byte offsets fit an int.
+    Block (64, BY): each thread owns one 32-bit word (4 uint8 or 1 float32) of RY rows, a
+    block 256 bytes of BY*RY rows; grid (ceil(row bytes / 256), row tiles, images), grid.y
     and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
     """
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
-    if ksize not in _U8X4_K or c > _U8X4_MAX_C or w * c > INT32_MAX - 4 * _U8X4_TILE:
+    dtype = np.dtype(dtype)
+    if dtype not in _PACKED_LANES or ksize not in _PACKED_K:
         return None
-    rows = _U8X4_BY * _U8X4_RY[ksize]
-    pad = -(-(ksize // 2) * c // 16) * 16
-    grid = (blocks(w * c, _U8X4_TILE), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
-    return dict(grid=check_grid(grid, "median_filter"), block=(_U8X4_TILE // 4, _U8X4_BY, 1),
-                shared_mem=(rows + ksize - 1) * (_U8X4_TILE + 2 * pad + 16), rows=rows)
+    pixel = c * dtype.itemsize
+    if pixel > _PACKED_MAX_PIXEL[dtype] or w * pixel > INT32_MAX - 4 * _PACKED_TILE:
+        return None
+    rows = _PACKED_BY * _PACKED_RY[ksize]
+    pad = -(-(ksize // 2) * pixel // 16) * 16
+    grid = (blocks(w * pixel, _PACKED_TILE), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
+    return dict(grid=check_grid(grid, "median_filter"), block=(_PACKED_TILE // 4, _PACKED_BY, 1),
+                shared_mem=(rows + ksize - 1) * (_PACKED_TILE + 2 * pad + 16), rows=rows)
 
 
 def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, gain=1.0):
@@ -350,10 +363,10 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
     fuse, point = _point(ctx, x, lut, gamma, gain)
     code = _i32(BORDER_CODES[border])
     dims = (x, out, _i32(n), _i32(h), _i32(w), _i32(c))
-    packed = median_u8_launch(x.shape, ksize) if dtype == np.uint8 else None
+    packed = median_packed_launch(x.shape, dtype, ksize)
     if cfg["path"] == "small" and packed is not None:
         cfg = packed
-        kern = _function(ctx, "median.cu", _u8x4_name(ksize, fuse, _u8x4_lanes(ctx)))
+        kern = _function(ctx, "median.cu", _packed_name(ksize, fuse, _packed_lanes(ctx, dtype)))
         args = dims + (code,)
     elif cfg["path"] == "small":
         kern = _function(ctx, "median.cu", _small_name(dtype, ksize, fuse))
