@@ -19,11 +19,11 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
-// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8 and float32, K in {3, 5}: the
-//    same selections on rows of interleaved values (every channel at once, one 32-bit word --
-//    4 packed bytes or 1 float -- of RY rows per thread, each row's sort shared by the K
-//    windows that contain it); see its section below. The host uses it in place of
-//    gpuenhance_median_small while the pixel is at most 16 bytes (uint8) or 64 bytes.
+// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8, uint16 and float32, K in {3, 5}:
+//    the same selections on rows of interleaved values (every channel at once, one 32-bit
+//    word -- 4 packed bytes, 2 packed uint16 or 1 float -- of RY rows per thread, each row's
+//    sort shared by the K windows that contain it); see its section below. The host uses it
+//    in place of gpuenhance_median_small while C <= 16.
 //
 // 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
@@ -190,13 +190,13 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. uint8 / float32 3x3 / 5x5: rows as bytes, several outputs per thread
+// 1b. uint8 / uint16 / float32 3x3 / 5x5: rows as bytes, several outputs per thread
 // ---------------------------------------------------------------------------------------------
 // A row of an image is W*C interleaved values, W*Cb bytes with Cb = C * sizeof(T); the window
 // of the value at byte j holds the values at bytes j + dx*Cb of the rows y + dy, so every
 // channel is filtered at once. Each thread owns one 32-bit word of RY consecutive output rows:
-// 4 uint8 values (packed: a compare-exchange of two words works on 4 lanes at once) or one
-// float32. The neighbours at +-Cb, +-2Cb bytes are words of the shared tile, unaligned for
+// 4 uint8 or 2 uint16 values (packed: a compare-exchange of two words works on all lanes at
+// once) or one float32. The neighbours at +-Cb, +-2Cb bytes are words of the shared tile, unaligned for
 // uint8, assembled from two aligned words by a funnel shift.
 //
 // Reuse across rows: each input row's K horizontal neighbours are sorted once, and the sorted
@@ -220,7 +220,7 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // (ceil(W*Cb / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
 // row tiles and images (uniform across the block: every thread reaches every barrier),
 // shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while the row's
-// bytes (plus 1 KiB) fit an int and Cb <= 16 (uint8) or 64 (float32); other shapes use
+// bytes (plus 1 KiB) fit an int and C <= 16 (Cb <= 16, 32, 64 bytes); other shapes use
 // gpuenhance_median_small.
 #define GPUENHANCE_MEDIAN_PACKED_TILE 256
 
@@ -229,8 +229,9 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // per compare-exchange on sm_75..sm_90, which emulate the SIMD video instructions);
 // gpuenhance_u16x2x2 spreads them over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
 // where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange, plus
-// 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_f32x1 is
-// one float32 (fminf/fmaxf).
+// 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_u16x2 is
+// 2 uint16 values in 16-bit lanes (__vminu2/__vmaxu2); gpuenhance_f32x1 is one float32
+// (fminf/fmaxf).
 struct gpuenhance_u8x4 {
     typedef gpuenhance_u8 elem;
     unsigned int v;
@@ -244,6 +245,12 @@ struct gpuenhance_u16x2x2 {
         return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
     }
     __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
+};
+struct gpuenhance_u16x2 {
+    typedef gpuenhance_u16 elem;
+    unsigned int v;
+    static __device__ __forceinline__ gpuenhance_u16x2 from_word(unsigned int w) { return {w}; }
+    __device__ __forceinline__ unsigned int word() const { return v; }
 };
 struct gpuenhance_f32x1 {
     typedef float elem;
@@ -269,6 +276,13 @@ __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2x2>(gpuenha
     b.odd = __vmaxu2(a.odd, b.odd);
     a.even = even;
     a.odd = odd;
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2>(gpuenhance_u16x2& a,
+                                                                      gpuenhance_u16x2& b) {
+    const unsigned int lo = __vminu2(a.v, b.v);
+    b.v = __vmaxu2(a.v, b.v);
+    a.v = lo;
 }
 template <>
 __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_f32x1>(gpuenhance_f32x1& a,

@@ -212,7 +212,7 @@ def test_median_non_contiguous_input(ctx, rng):
 
 
 # The packed kernel (gpuenhance_median_small_packed): uint8 in both lane layouts (8-bit lanes,
-# the 16-bit lanes sm_90 gets) and float32; rows that are not 4- or 16-byte aligned, several
+# the 16-bit lanes sm_90 gets), uint16 and float32; rows that are not 4- or 16-byte aligned, several
 # 256-byte tiles and row tiles, image edges inside a word, batches.
 @pytest.fixture
 def launched(ctx, monkeypatch):
@@ -229,7 +229,7 @@ def launched(ctx, monkeypatch):
 
 
 PACKED = [(np.uint8, "gpuenhance_u8x4"), (np.uint8, "gpuenhance_u16x2x2"),
-          (np.float32, "gpuenhance_f32x1")]
+          (np.uint16, "gpuenhance_u16x2"), (np.float32, "gpuenhance_f32x1")]
 
 
 @pytest.fixture(params=PACKED, ids=[lanes for _, lanes in PACKED])
@@ -266,8 +266,8 @@ def test_median_packed_fused(packed, ctx, rng, ksize):
     dtype, lanes, names = packed
     img = _random(rng, (2, 11, 45, 3), dtype)  # uint8: 135-byte rows, words straddle pixels
     med = median_oracle(img, ksize, "reflect")
-    if dtype == np.uint8:
-        lut = _random(rng, (256, 3), np.uint8)
+    if dtype.kind == "u":
+        lut = _random(rng, (np.iinfo(dtype).max + 1, 3), dtype)
         got = filters.median_filter(ctx, img, ksize, "reflect", lut=lut)
         np.testing.assert_array_equal(got, lut[med, np.arange(3)])
     else:
@@ -276,7 +276,7 @@ def test_median_packed_fused(packed, ctx, rng, ksize):
         got = filters.median_filter(ctx, img, ksize, "reflect", gamma=0.6, gain=1.1)
         want = np.float32(1.1) * np.power(med, np.float32(0.6))
         np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
-    assert names == [filters._packed_name(ksize, 1 if dtype == np.uint8 else 2, lanes)]
+    assert names == [filters._packed_name(ksize, 1 if dtype.kind == "u" else 2, lanes)]
 
 
 @pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
@@ -290,9 +290,9 @@ def test_median_packed_clamped_grid_strides(packed, ctx, rng, monkeypatch, grid_
                                   median_oracle(img, 5, "reflect_101"))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype):
-    # C = 16 is the packed kernel's last channel count (a pixel of 16 or 64 bytes); C = 17 is not.
+    # C = 16 is the packed kernel's last channel count (pixels of 16, 32, 64 bytes); 17 is not.
     assert filters.median_packed_launch((1, 6, 7, 16), dtype, 5) is not None
     assert filters.median_packed_launch((1, 6, 7, 17), dtype, 5) is None
     for c in (16, 17):
@@ -303,12 +303,12 @@ def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype):
     assert launched[1] == filters._small_name(dtype, 5)
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
-def test_median_packed_is_uint8_and_float32_only(dtype):
-    assert filters.median_packed_launch((1, 6, 7, 3), dtype, 3) is None
+def test_median_packed_has_no_float64_form():
+    assert filters.median_packed_launch((1, 6, 7, 3), np.float64, 3) is None
+    assert filters.median_packed_launch((1, 6, 7, 3), np.float32, 7) is None
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
                                    (3, 50_000, 50_000, 1), (1, 4, 2**29, 4)])
 def test_median_packed_launch_of_huge_shapes(dtype, shape):

@@ -15,8 +15,8 @@ Median path choice (exact on every path):
 
 ==========================  =================================================
 ksize 1                     copy
-ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks); for uint8
-                            (C <= 16) and float32 (C <= 16) its form on interleaved rows,
+ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks); for uint8,
+                            uint16 and float32 with C <= 16 its form on interleaved rows,
                             ``gpuenhance_median_small_packed`` (one 32-bit word of 4 rows
                             per thread, :func:`median_packed_launch`)
 ksize 7, float/uint16       ``gpuenhance_median_small`` (forgetful selection)
@@ -99,12 +99,13 @@ _PACKED_K = (3, 5)
 _PACKED_RY = {3: 4, 5: 4}
 _PACKED_BY = 4
 _PACKED_TILE = 256
-_PACKED_MAX_PIXEL = {np.dtype(np.uint8): 16, np.dtype(np.float32): 64}
+_PACKED_MAX_PIXEL = {np.dtype(np.uint8): 16, np.dtype(np.uint16): 32, np.dtype(np.float32): 64}
 
 # How the packed kernel holds a 32-bit word (see kernels/median.cu), per dtype: uint8 in 8-bit
 # lanes, or in two words of 16-bit lanes where the GPU has a one-instruction 16-bit SIMD
-# min/max (sm_90 and newer); float32 as one value.
+# min/max (sm_90 and newer); uint16 in 16-bit lanes; float32 as one value.
 _PACKED_LANES = {np.dtype(np.uint8): ("gpuenhance_u8x4", "gpuenhance_u16x2x2"),
+                 np.dtype(np.uint16): ("gpuenhance_u16x2",),
                  np.dtype(np.float32): ("gpuenhance_f32x1",)}
 
 
@@ -325,11 +326,11 @@ def median_launch(shape, dtype, ksize: int) -> dict:
 def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
     """Launch configuration of the packed median, or None where it does not apply.
 
-    It applies to uint8 and float32 with ksize 3 and 5, pixels of at most
+    It applies to uint8, uint16 and float32 with ksize 3 and 5, pixels of at most
     ``_PACKED_MAX_PIXEL`` bytes, and rows of W*C values whose byte offsets fit an int.
-    Block (64, BY): each thread owns one 32-bit word (4 uint8 or 1 float32) of RY rows, a
-    block 256 bytes of BY*RY rows; grid (ceil(row bytes / 256), row tiles, images), grid.y
-    and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
+    Block (64, BY): each thread owns one 32-bit word (4 uint8, 2 uint16 or 1 float32) of RY
+    rows, a block 256 bytes of BY*RY rows; grid (ceil(row bytes / 256), row tiles, images),
+    grid.y and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
     """
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
