@@ -232,12 +232,15 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_u16x2 is
 // 2 uint16 values in 16-bit lanes (__vminu2/__vmaxu2); gpuenhance_f32x1 is one float32
 // (fminf/fmaxf).
-struct gpuenhance_u8x4 {
-    typedef gpuenhance_u8 elem;
+template <typename E>  // a word of packed unsigned lanes: 4 x uint8 or 2 x uint16
+struct gpuenhance_lanes {
+    typedef E elem;
     unsigned int v;
-    static __device__ __forceinline__ gpuenhance_u8x4 from_word(unsigned int w) { return {w}; }
+    static __device__ __forceinline__ gpuenhance_lanes from_word(unsigned int w) { return {w}; }
     __device__ __forceinline__ unsigned int word() const { return v; }
 };
+typedef gpuenhance_lanes<gpuenhance_u8> gpuenhance_u8x4;
+typedef gpuenhance_lanes<gpuenhance_u16> gpuenhance_u16x2;
 struct gpuenhance_u16x2x2 {
     typedef gpuenhance_u8 elem;
     unsigned int even, odd;
@@ -245,12 +248,6 @@ struct gpuenhance_u16x2x2 {
         return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
     }
     __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
-};
-struct gpuenhance_u16x2 {
-    typedef gpuenhance_u16 elem;
-    unsigned int v;
-    static __device__ __forceinline__ gpuenhance_u16x2 from_word(unsigned int w) { return {w}; }
-    __device__ __forceinline__ unsigned int word() const { return v; }
 };
 struct gpuenhance_f32x1 {
     typedef float elem;
@@ -260,11 +257,11 @@ struct gpuenhance_f32x1 {
     }
     __device__ __forceinline__ unsigned int word() const { return __float_as_uint(v); }
 };
-template <>
-__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u8x4>(gpuenhance_u8x4& a,
-                                                                     gpuenhance_u8x4& b) {
-    const unsigned int lo = __vminu4(a.v, b.v);
-    b.v = __vmaxu4(a.v, b.v);
+template <typename E>  // an overload, found by argument-dependent lookup
+__device__ __forceinline__ void gpuenhance_median_cx(gpuenhance_lanes<E>& a,
+                                                     gpuenhance_lanes<E>& b) {
+    const unsigned int lo = sizeof(E) == 1 ? __vminu4(a.v, b.v) : __vminu2(a.v, b.v);
+    b.v = sizeof(E) == 1 ? __vmaxu4(a.v, b.v) : __vmaxu2(a.v, b.v);
     a.v = lo;
 }
 template <>
@@ -276,13 +273,6 @@ __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2x2>(gpuenha
     b.odd = __vmaxu2(a.odd, b.odd);
     a.even = even;
     a.odd = odd;
-}
-template <>
-__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2>(gpuenhance_u16x2& a,
-                                                                      gpuenhance_u16x2& b) {
-    const unsigned int lo = __vminu2(a.v, b.v);
-    b.v = __vmaxu2(a.v, b.v);
-    a.v = lo;
 }
 template <>
 __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_f32x1>(gpuenhance_f32x1& a,
