@@ -133,7 +133,7 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
 // order (horizontal sums over j = 0..kx-1, then vertical sums over j = 0..ky-1, in Acc), so
 // both kernels give the same values.
 //   Block (32, BY): each thread computes PX = 4 values (columns tx + 32p, conflict-free in
-//   shared memory and coalesced in global memory) of RY = 2 rows; a block covers 128 values of
+//   shared memory and coalesced in global memory) of RY = 4 rows; a block covers 128 values of
 //   BY*RY rows. Per tile: stage th = BY*RY + ky - 1 rows of tw = 128 + (kx-1)*C values
 //   (through the border rules; bytes beyond a row map pixel floor(e / C), channel e mod C) in
 //   Acc; horizontal pass into th x 128 row sums, each thread PX sums per row with one tap read
@@ -144,7 +144,7 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
 // while the shared memory fits and W*C + (kx+1)*C + 256 fits an int
 // (gpuenhance._cuda.filters.gaussian_rows_launch); otherwise the tile or two-pass kernels.
 #define GPUENHANCE_GAUSSIAN_PX 4
-#define GPUENHANCE_GAUSSIAN_RY 2
+#define GPUENHANCE_GAUSSIAN_RY 4
 
 template <typename T, typename Acc>
 __device__ __forceinline__ Acc gpuenhance_gaussian_value(const T* __restrict__ row, int e, int W,

@@ -373,7 +373,8 @@ def test_gaussian_batch_grid_z_stride(ctx, rng, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 @pytest.mark.parametrize("shape,params", [((2, 19, 150, 3), (7, 5, 0.0, 0.0)),
                                           ((1, 9, 37, 4), (9, 3, 2.0, 0.7)),
-                                          ((1, 33, 5, 1), (1, 15, 0.0, 2.5))])
+                                          ((1, 33, 5, 1), (1, 15, 0.0, 2.5)),
+                                          ((1, 40, 21, 2), (9, 1, 1.5, 0.0))])
 @pytest.mark.parametrize("border", BORDERS)
 def test_gaussian_rows_equals_tile_kernel_and_cv2(ctx, rng, monkeypatch, launched, dtype,
                                                   shape, params, border):
@@ -394,9 +395,9 @@ def test_gaussian_rows_equals_tile_kernel_and_cv2(ctx, rng, monkeypatch, launche
 def test_gaussian_rows_clamped_grid_strides(ctx, rng, monkeypatch, launched, grid_y, grid_z):
     monkeypatch.setattr(filters, "_GRID_Y", grid_y)
     monkeypatch.setattr(filters, "_GRID_Z", grid_z)
-    img = _random(rng, (3, 37, 6, 3), np.uint8)  # 3 images; row tiles of 16
+    img = _random(rng, (3, 70, 6, 3), np.uint8)  # 3 images; 3 row tiles of 32
     cfg = filters.gaussian_rows_launch(img.shape, 5, 7, 4)
-    assert cfg["grid"] == (1, grid_y, grid_z) and cfg["rows"] == 16
+    assert cfg["grid"] == (1, grid_y, grid_z) and cfg["rows"] == 32
     got = filters.gaussian_filter(ctx, img, 5, 7, 0.0, 0.0, "reflect")
     assert launched == [filters._rows_name(np.uint8)]
     assert_gauss_close(got, gaussian_oracle(img, 5, 7, 0.0, 0.0, "reflect"), np.uint8)

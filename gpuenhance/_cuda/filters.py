@@ -26,7 +26,7 @@ ksize >= 9 float            ``gpuenhance_median_select`` (radix selection)
 ==========================  =================================================
 
 Gaussian path choice: ``gpuenhance_gaussian_tile_rows`` (interleaved rows, all channels of a
-tile at once, 4 values x 2 rows per thread; :func:`gaussian_rows_launch`) while its tile fits
+tile at once, 4 values x 4 rows per thread; :func:`gaussian_rows_launch`) while its tile fits
 shared memory, else ``gpuenhance_gaussian_tile`` (one plane at a time, :func:`gaussian_launch`),
 else two 1-D ``gpuenhance_gaussian_pass`` launches. The first two do the same arithmetic in the
 same order and give the same values.
@@ -469,14 +469,14 @@ def gaussian_launch(shape, kx: int, ky: int, acc_size: int) -> dict:
 
 # The interleaved-rows Gaussian (gpuenhance_gaussian_tile_rows): values per thread and block
 # row, output rows per thread; block rows (BY) tried from the first, while shared memory fits.
-_ROWS_PX, _ROWS_BW, _ROWS_RY = 4, 128, 2
+_ROWS_PX, _ROWS_BW, _ROWS_RY = 4, 128, 4
 _ROWS_BY = (8, 4, 2, 1)
 
 
 def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int) -> dict | None:
     """Launch configuration of the interleaved-rows Gaussian, or None where it does not apply.
 
-    Block (32, BY): each thread computes 4 values of 2 rows, a block 128 values (all channels
+    Block (32, BY): each thread computes 4 values of 4 rows, a block 128 values (all channels
     interleaved) of 2*BY rows; grid (ceil(W*C / 128), row tiles, images), grid.y and grid.z
     clamped to ``_GRID_Y`` / ``_GRID_Z``. None when no BY fits ``_SMEM_LIMIT`` or the row's
     offsets (W*C plus the halo) would not fit an int; then :func:`gaussian_launch` applies.
