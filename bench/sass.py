@@ -12,7 +12,7 @@ produces to get instructions per output (PERF.md does this by hand, per kernel);
 counts the code after the kernel's last ``__syncthreads`` (for the tiled filters: the per-tile
 selection and stores, the rare byte-wise edge stores included).
 
-    PYTHONPATH=. python -m bench.sass median.cu sm_90 'gpuenhance_median_small_u8x4<3, 4, 0>'
+    PYTHONPATH=. python -m bench.sass median.cu sm_90 'gpuenhance_median_small_packed<3, 4, gpuenhance_u8x4, 0>'
     PYTHONPATH=. python -m bench.sass median.cu sm_90          # every name of filters.KERNELS
 """
 
