@@ -15,6 +15,8 @@
 //   2. horizontal pass: (by+ky-1) x bx row sums into a second shared buffer;
 //   3. vertical pass: each thread sums its column of that buffer and stores its pixel.
 //   shared_mem = ((by+ky-1)*(bx+kx-1) + (by+ky-1)*bx + kx + ky) * sizeof(Acc).
+// gpuenhance_gaussian_tile_rows<T, Acc, FUSE>: the same on interleaved rows (every channel of
+//   a tile at once, several outputs per thread); see its comment at the end of the file.
 // gpuenhance_gaussian_pass<Tin, Tout, Acc, FUSE>: one 1-D pass straight from global memory,
 //   for kernels too large for the tile's shared memory (host runs x then y through an Acc
 //   buffer; only the second pass may fuse).
@@ -121,5 +123,125 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
         }
         dst[i] = gpuenhance_point<Tout, FUSE>(gpuenhance_cast<Tout>::from(acc), lut,
                                                        lut_channels, c, gamma, gain);
+    }
+}
+
+// gpuenhance_gaussian_tile_rows<T, Acc, FUSE>: the tile kernel on interleaved rows. A row of an
+// image is W*C values; the window of value e holds the values e + d*C, so one block filters
+// every channel of its tile at once (grid.z walks images, not planes) and the global loads
+// and stores are contiguous. Arithmetic is the tile kernel's, term for term and in the same
+// order (horizontal sums over j = 0..kx-1, then vertical sums over j = 0..ky-1, in Acc), so
+// both kernels give the same values.
+//   Block (32, BY): each thread computes PX = 4 values (columns tx + 32p, conflict-free in
+//   shared memory and coalesced in global memory) of RY = 4 rows; a block covers 128 values of
+//   BY*RY rows. Per tile: stage th = BY*RY + ky - 1 rows of tw = 128 + (kx-1)*C values
+//   (through the border rules; bytes beyond a row map pixel floor(e / C), channel e mod C) in
+//   Acc; horizontal pass into th x 128 row sums, each thread PX sums per row with one tap read
+//   per PX multiply-adds; vertical pass, RY x PX sums per thread, one tap read per RY*PX.
+//   shared_mem = (th*tw + th*128 + kx + ky) * sizeof(Acc).
+// Launch: grid (ceil(W*C / 128), min(ceil(H / (BY*RY)), 65535), min(N, 65535)), grid-stride
+// over row tiles and images (uniform: every thread reaches every barrier). The host uses it
+// while the shared memory fits and W*C + (kx+1)*C + 256 fits an int
+// (gpuenhance._cuda.filters.gaussian_rows_launch); otherwise the tile or two-pass kernels.
+#define GPUENHANCE_GAUSSIAN_PX 4
+#define GPUENHANCE_GAUSSIAN_RY 4
+
+template <typename T, typename Acc>
+__device__ __forceinline__ Acc gpuenhance_gaussian_value(const T* __restrict__ row, int e, int W,
+                                                         int C, int WC, int border) {
+    if (row == nullptr) return Acc(0);
+    if (e >= 0 && e < WC) return (Acc)row[e];
+    const int x = e >= 0 ? e / C : -((C - 1 - e) / C);  // floor(e / C)
+    const int xx = gpuenhance_border_index(x, W, border);
+    return xx < 0 ? Acc(0) : (Acc)row[(gpuenhance_i64)xx * C + (e - x * C)];
+}
+
+// At most 256 threads (BY <= 8), 4 blocks per SM: 64 registers, no spills (sm_75..sm_90).
+template <typename T, typename Acc, int FUSE>
+__global__ void __launch_bounds__(256, 4)
+    gpuenhance_gaussian_tile_rows(const T* __restrict__ src, T* __restrict__ dst,
+                                              const Acc* __restrict__ taps_x,
+                                              const Acc* __restrict__ taps_y, int N, int H, int W,
+                                              int C, int kx, int ky, int border,
+                                              const T* __restrict__ lut, int lut_channels,
+                                              float gamma, float gain) {
+    constexpr int PX = GPUENHANCE_GAUSSIAN_PX;
+    constexpr int RY = GPUENHANCE_GAUSSIAN_RY;
+    constexpr int BW = 32 * PX;  // values per block row
+    GPUENHANCE_DYNAMIC_SMEM(Acc, smem);
+    const int WC = W * C;
+    const int rows_per_block = (int)blockDim.y * RY;
+    const int th = rows_per_block + ky - 1;
+    const int tw = BW + (kx - 1) * C;
+    Acc* tile = smem;            // th x tw
+    Acc* rows = tile + th * tw;  // th x BW
+    Acc* wx = rows + th * BW;    // kx
+    Acc* wy = wx + kx;           // ky
+    const int tx = threadIdx.x;
+    const int ty = threadIdx.y;
+    const int tid = ty * 32 + tx;
+    const int nthreads = 32 * blockDim.y;
+    for (int i = tid; i < kx; i += nthreads) wx[i] = taps_x[i];
+    for (int i = tid; i < ky; i += nthreads) wy[i] = taps_y[i];
+    const int eb = (int)blockIdx.x * BW;  // first output value of the block
+    const int e0 = eb - (kx / 2) * C;     // value of tile column 0
+    const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
+    for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
+        const T* image = src + n * H * (gpuenhance_i64)WC;
+        for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+            const int y0 = rt * rows_per_block - ky / 2;
+            __syncthreads();  // taps written; the previous tile's buffers are no longer read
+            for (int t = ty; t < th; t += blockDim.y) {
+                const int yy = gpuenhance_border_index(y0 + t, H, border);
+                const T* row = yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC;
+                for (int e = tx; e < tw; e += 32)
+                    tile[t * tw + e] =
+                        gpuenhance_gaussian_value<T, Acc>(row, e0 + e, W, C, WC, border);
+            }
+            __syncthreads();
+            for (int t = ty; t < th; t += blockDim.y) {
+                const Acc* in = tile + t * tw + tx;
+                Acc acc[PX];
+#pragma unroll
+                for (int p = 0; p < PX; ++p) acc[p] = 0;
+                for (int j = 0; j < kx; ++j) {
+                    const Acc w = wx[j];
+#pragma unroll
+                    for (int p = 0; p < PX; ++p) acc[p] += w * in[32 * p + j * C];
+                }
+#pragma unroll
+                for (int p = 0; p < PX; ++p) rows[t * BW + tx + 32 * p] = acc[p];
+            }
+            __syncthreads();
+            Acc acc[RY][PX];
+#pragma unroll
+            for (int i = 0; i < RY; ++i) {
+#pragma unroll
+                for (int p = 0; p < PX; ++p) acc[i][p] = 0;
+            }
+            const Acc* in = rows + (ty * RY) * BW + tx;
+            for (int j = 0; j < ky; ++j) {
+                const Acc w = wy[j];
+#pragma unroll
+                for (int i = 0; i < RY; ++i) {
+#pragma unroll
+                    for (int p = 0; p < PX; ++p) acc[i][p] += w * in[(i + j) * BW + 32 * p];
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < RY; ++i) {
+                const int y = rt * rows_per_block + ty * RY + i;
+                if (y >= H) continue;
+                T* out = dst + (n * H + y) * (gpuenhance_i64)WC;
+#pragma unroll
+                for (int p = 0; p < PX; ++p) {
+                    const int e = eb + tx + 32 * p;
+                    if (e < WC)
+                        out[e] = gpuenhance_point<T, FUSE>(gpuenhance_cast<T>::from(acc[i][p]), lut,
+                                                           lut_channels, FUSE == 1 ? e % C : 0,
+                                                           gamma, gain);
+                }
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@
 //   [0, head)            scalar: the elements before the first 16-byte-aligned one (the host
 //                        sets head = n, all scalar, when source and destination are not
 //                        aligned alike);
-//   [head, head + V*m)   16-byte vectors (uint4 / float4) loaded and stored whole;
+//   [head, head + V*m)   16-byte vectors (uint4 / float4) loaded and stored whole, two per
+//                        thread and trip (vectors k and k + grid size, both loads first);
 //   the rest             scalar tail.
 // Per-channel tables: the table is (entries, C) row-major and element i of an NHWC array has
 // channel i % C, so entry v of channel c is lut[v * C + c].
@@ -65,16 +66,24 @@ __global__ void gpuenhance_lut(const T* __restrict__ src, T* __restrict__ dst,
         dst[i] = gpuenhance_lut_read<T, SMEM>(tab, e);
     }
     const gpuenhance_i64 nvec = (n - head) / V;
-    for (gpuenhance_i64 k = t; k < nvec; k += step) {
-        const gpuenhance_i64 at = head + k * V;
-        int c = PER_CHANNEL ? (int)(at % channels) : 0;
-        const uint4 in = gpuenhance_load16(src + at);
-        uint4 out;
-        out.x = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.x, tab, c, channels);
-        out.y = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.y, tab, c, channels);
-        out.z = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.z, tab, c, channels);
-        out.w = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in.w, tab, c, channels);
-        gpuenhance_store16(dst + at, out);
+    // Vectors k and k + step per trip: both loads are issued before the lookups, so each
+    // thread keeps 32 bytes in flight.
+    for (gpuenhance_i64 k = t; k < nvec; k += 2 * step) {
+        const bool second = k + step < nvec;
+        const uint4 in[2] = {gpuenhance_load16(src + head + k * V),
+                             second ? gpuenhance_load16(src + head + (k + step) * V) : uint4{}};
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            if (u == 1 && !second) break;
+            const gpuenhance_i64 at = head + (k + u * step) * V;
+            int c = PER_CHANNEL ? (int)(at % channels) : 0;
+            uint4 out;
+            out.x = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in[u].x, tab, c, channels);
+            out.y = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in[u].y, tab, c, channels);
+            out.z = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in[u].z, tab, c, channels);
+            out.w = gpuenhance_lut_word<T, PER_CHANNEL, SMEM>(in[u].w, tab, c, channels);
+            gpuenhance_store16(dst + at, out);
+        }
     }
     for (gpuenhance_i64 i = head + nvec * V + t; i < n; i += step) {
         const gpuenhance_i64 e = PER_CHANNEL ? (gpuenhance_i64)src[i] * channels + i % channels
@@ -93,15 +102,21 @@ __global__ void gpuenhance_gamma_f32(const float* __restrict__ src, float* __res
     for (gpuenhance_i64 i = t; i < head; i += step)
         dst[i] = gpuenhance_gamma(src[i], gamma, gain);
     const gpuenhance_i64 nvec = (n - head) / 4;
-    for (gpuenhance_i64 k = t; k < nvec; k += step) {
-        const gpuenhance_i64 at = head + k * 4;
-        const float4 in = *reinterpret_cast<const float4*>(src + at);
-        float4 out;
-        out.x = gpuenhance_gamma(in.x, gamma, gain);
-        out.y = gpuenhance_gamma(in.y, gamma, gain);
-        out.z = gpuenhance_gamma(in.z, gamma, gain);
-        out.w = gpuenhance_gamma(in.w, gamma, gain);
-        *reinterpret_cast<float4*>(dst + at) = out;
+    for (gpuenhance_i64 k = t; k < nvec; k += 2 * step) {  // two vectors in flight, as above
+        const bool second = k + step < nvec;
+        const float4 in[2] = {
+            *reinterpret_cast<const float4*>(src + head + k * 4),
+            second ? *reinterpret_cast<const float4*>(src + head + (k + step) * 4) : float4{}};
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            if (u == 1 && !second) break;
+            float4 out;
+            out.x = gpuenhance_gamma(in[u].x, gamma, gain);
+            out.y = gpuenhance_gamma(in[u].y, gamma, gain);
+            out.z = gpuenhance_gamma(in[u].z, gamma, gain);
+            out.w = gpuenhance_gamma(in[u].w, gamma, gain);
+            *reinterpret_cast<float4*>(dst + head + (k + u * step) * 4) = out;
+        }
     }
     for (gpuenhance_i64 i = head + nvec * 4 + t; i < n; i += step)
         dst[i] = gpuenhance_gamma(src[i], gamma, gain);

@@ -19,6 +19,12 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
+// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8, uint16 and float32, K in {3, 5}:
+//    the same selections on rows of interleaved values (every channel at once, one 32-bit
+//    word -- 4 packed bytes, 2 packed uint16 or 1 float -- of RY rows per thread, each row's
+//    sort shared by the K windows that contain it); see its section below. The host uses it
+//    in place of gpuenhance_median_small while C <= 16.
+//
 // 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
 //    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
@@ -88,24 +94,28 @@ __device__ __forceinline__ T gpuenhance_median_med3(T a, T b, T c) {
     return b;
 }
 
+// Forgetful selection (see the file comment): the median of v[0..NN), NN odd.
+template <typename T, int NN>
+__device__ __forceinline__ T gpuenhance_median_forgetful(T (&v)[NN]) {
+    constexpr int M = NN / 2;
+#pragma unroll
+    for (int s = 0; s < M; ++s) {
+        // Live values: v[2s .. M+2+s). Move the minimum to v[2s], the maximum to v[2s+1].
+        const int b = 2 * s;
+        const int e = M + 2 + s;
+#pragma unroll
+        for (int i = b + 1; i < e; ++i) gpuenhance_median_cx(v[b], v[i]);
+#pragma unroll
+        for (int i = b + 2; i < e; ++i) gpuenhance_median_cx(v[i], v[b + 1]);
+    }
+    return v[NN - 1];
+}
+
 // Median of v[0..K*K) for the register paths.
 template <typename T, int K>
 struct gpuenhance_median_net {
-    // Forgetful selection (see the file comment).
     static __device__ __forceinline__ T run(T (&v)[K * K]) {
-        constexpr int NN = K * K;
-        constexpr int M = NN / 2;
-#pragma unroll
-        for (int s = 0; s < M; ++s) {
-            // Live values: v[2s .. M+2+s). Move the minimum to v[2s], the maximum to v[2s+1].
-            const int b = 2 * s;
-            const int e = M + 2 + s;
-#pragma unroll
-            for (int i = b + 1; i < e; ++i) gpuenhance_median_cx(v[b], v[i]);
-#pragma unroll
-            for (int i = b + 2; i < e; ++i) gpuenhance_median_cx(v[i], v[b + 1]);
-        }
-        return v[NN - 1];
+        return gpuenhance_median_forgetful<T, K * K>(v);
     }
 };
 
@@ -174,6 +184,277 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
                 }
                 dst[base + ((gpuenhance_i64)y * W + x) * C] = gpuenhance_point<T, FUSE>(
                     gpuenhance_median_net<T, K>::run(v), lut, lut_channels, c, gamma, gain);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. uint8 / uint16 / float32 3x3 / 5x5: rows as bytes, several outputs per thread
+// ---------------------------------------------------------------------------------------------
+// A row of an image is W*C interleaved values, W*Cb bytes with Cb = C * sizeof(T); the window
+// of the value at byte j holds the values at bytes j + dx*Cb of the rows y + dy, so every
+// channel is filtered at once. Each thread owns one 32-bit word of RY consecutive output rows:
+// 4 uint8 or 2 uint16 values (packed: a compare-exchange of two words works on all lanes at
+// once) or one float32. The neighbours at +-Cb, +-2Cb bytes are words of the shared tile, unaligned for
+// uint8, assembled from two aligned words by a funnel shift.
+//
+// Reuse across rows: each input row's K horizontal neighbours are sorted once, and the sorted
+// row serves the K output rows whose window contains it.
+//   3x3: med3(max of the row minima, med3 of the row medians, min of the row maxima).
+//   5x5: with the rows sorted, sorting the columns keeps the rows sorted; element (i, j) of
+//        that matrix has at least (i+1)(j+1) values <= it and (5-i)(5-j) values >= it, so
+//        only the 13 elements with both counts <= 13 can be the median, 6 values lie below
+//        them and 6 above: the median of the 13 (forgetful selection) is the median of the 25.
+//        Column ranks that cannot be candidates are dead code (the compiler drops them).
+//
+// Tile: the block (64, BY) covers TILE = 256 bytes of BY * RY rows of one image. The tile in
+// shared memory has TILE + 2 * pad + 16 bytes per row (pad = R*Cb rounded up to 16: the halo,
+// and 16 more bytes so the funnel shift's second word exists) and BY * RY + K - 1 rows; shared
+// byte s of tile row t is byte jb - pad + s of image row y0 + t, through the border rules
+// (bytes beyond the row map pixel x = floor(j / Cb), byte j - x*Cb of it). It is staged in
+// 16-byte chunks: a 16-byte load where the chunk lies inside the row and is 16-byte aligned in
+// global memory, else 4-byte words, else bytes. Stores are 32-bit where aligned, else bytes.
+//
+// Launch (gpuenhance._cuda.filters.median_packed_launch): block (64, BY), grid
+// (ceil(W*Cb / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
+// row tiles and images (uniform across the block: every thread reaches every barrier),
+// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while the row's
+// bytes (plus 1 KiB) fit an int and C <= 16 (Cb <= 16, 32, 64 bytes); other shapes use
+// gpuenhance_median_small.
+#define GPUENHANCE_MEDIAN_PACKED_TILE 256
+
+// The word as the network works on it (template parameter V; V::elem is the image's dtype):
+// gpuenhance_u8x4 keeps 4 bytes (8-bit lanes, __vminu4/__vmaxu4: about 10 SASS instructions
+// per compare-exchange on sm_75..sm_90, which emulate the SIMD video instructions);
+// gpuenhance_u16x2x2 spreads them over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
+// where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange, plus
+// 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_u16x2 is
+// 2 uint16 values in 16-bit lanes (__vminu2/__vmaxu2); gpuenhance_f32x1 is one float32
+// (fminf/fmaxf).
+template <typename E>  // a word of packed unsigned lanes: 4 x uint8 or 2 x uint16
+struct gpuenhance_lanes {
+    typedef E elem;
+    unsigned int v;
+    static __device__ __forceinline__ gpuenhance_lanes from_word(unsigned int w) { return {w}; }
+    __device__ __forceinline__ unsigned int word() const { return v; }
+};
+typedef gpuenhance_lanes<gpuenhance_u8> gpuenhance_u8x4;
+typedef gpuenhance_lanes<gpuenhance_u16> gpuenhance_u16x2;
+struct gpuenhance_u16x2x2 {
+    typedef gpuenhance_u8 elem;
+    unsigned int even, odd;
+    static __device__ __forceinline__ gpuenhance_u16x2x2 from_word(unsigned int w) {
+        return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
+    }
+    __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
+};
+struct gpuenhance_f32x1 {
+    typedef float elem;
+    float v;
+    static __device__ __forceinline__ gpuenhance_f32x1 from_word(unsigned int w) {
+        return {__uint_as_float(w)};
+    }
+    __device__ __forceinline__ unsigned int word() const { return __float_as_uint(v); }
+};
+template <typename E>  // an overload, found by argument-dependent lookup
+__device__ __forceinline__ void gpuenhance_median_cx(gpuenhance_lanes<E>& a,
+                                                     gpuenhance_lanes<E>& b) {
+    const unsigned int lo = sizeof(E) == 1 ? __vminu4(a.v, b.v) : __vminu2(a.v, b.v);
+    b.v = sizeof(E) == 1 ? __vmaxu4(a.v, b.v) : __vmaxu2(a.v, b.v);
+    a.v = lo;
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_u16x2x2>(gpuenhance_u16x2x2& a,
+                                                                        gpuenhance_u16x2x2& b) {
+    const unsigned int even = __vminu2(a.even, b.even);
+    const unsigned int odd = __vminu2(a.odd, b.odd);
+    b.even = __vmaxu2(a.even, b.even);
+    b.odd = __vmaxu2(a.odd, b.odd);
+    a.even = even;
+    a.odd = odd;
+}
+template <>
+__device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_f32x1>(gpuenhance_f32x1& a,
+                                                                      gpuenhance_f32x1& b) {
+    gpuenhance_median_cx(a.v, b.v);
+}
+
+// Sort v[0..K) ascending, K in {3, 5} (optimal networks: 3 and 9 compare-exchanges).
+template <typename T, int K>
+__device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
+    if constexpr (K == 3) {
+        gpuenhance_median_cx(v[0], v[1]);
+        gpuenhance_median_cx(v[1], v[2]);
+        gpuenhance_median_cx(v[0], v[1]);
+    } else {
+        static_assert(K == 5, "3 or 5 values");
+        gpuenhance_median_cx(v[0], v[1]);
+        gpuenhance_median_cx(v[3], v[4]);
+        gpuenhance_median_cx(v[2], v[4]);
+        gpuenhance_median_cx(v[2], v[3]);
+        gpuenhance_median_cx(v[0], v[3]);
+        gpuenhance_median_cx(v[0], v[2]);
+        gpuenhance_median_cx(v[1], v[4]);
+        gpuenhance_median_cx(v[1], v[3]);
+        gpuenhance_median_cx(v[1], v[2]);
+    }
+}
+
+// Byte j of an image row of W pixels of Cb bytes (WCb = W*Cb) under the border rule;
+// row == nullptr: a row outside the image under the constant border (zeros).
+__device__ __forceinline__ unsigned int gpuenhance_median_row_byte(const gpuenhance_u8* row, int j,
+                                                                   int W, int Cb, int WCb,
+                                                                   int border) {
+    if (row == nullptr) return 0u;
+    if (j >= 0 && j < WCb) return row[j];
+    const int x = j >= 0 ? j / Cb : -((Cb - 1 - j) / Cb);  // floor(j / Cb)
+    const int xx = gpuenhance_border_index(x, W, border);
+    return xx < 0 ? 0u : row[(gpuenhance_i64)xx * Cb + (j - x * Cb)];
+}
+
+// Stage the 16 bytes j .. j+15 of an image row into the 16-byte aligned shared `out`.
+__device__ __forceinline__ void gpuenhance_median_row_stage(gpuenhance_u8* out,
+                                                            const gpuenhance_u8* row, int j,
+                                                            int W, int Cb, int WCb, int border) {
+    if (row != nullptr && j >= 0 && j <= WCb - 16 &&
+        (reinterpret_cast<unsigned long long>(row + j) & 15ull) == 0ull) {
+        gpuenhance_store16(out, gpuenhance_load16(row + j));
+        return;
+    }
+    // Rare (unaligned rows, image edges): kept as loops, out of the hot code's way.
+#pragma unroll 1
+    for (int w = 0; w < 4; ++w) {
+        const int jw = j + 4 * w;
+        if (row != nullptr && jw >= 0 && jw <= WCb - 4 &&
+            (reinterpret_cast<unsigned long long>(row + jw) & 3ull) == 0ull) {
+            *reinterpret_cast<unsigned int*>(out + 4 * w) =
+                *reinterpret_cast<const unsigned int*>(row + jw);
+        } else {
+#pragma unroll 1
+            for (int e = 0; e < 4; ++e)
+                out[4 * w + e] = (gpuenhance_u8)gpuenhance_median_row_byte(row, jw + e, W, Cb,
+                                                                           WCb, border);
+        }
+    }
+}
+
+template <int K, int RY, typename V, int FUSE>
+__global__ void gpuenhance_median_small_packed(const typename V::elem* __restrict__ src_,
+                                               typename V::elem* __restrict__ dst_, int N, int H,
+                                               int W, int C, int border,
+                                               const typename V::elem* __restrict__ lut,
+                                               int lut_channels, float gamma, float gain) {
+    typedef typename V::elem T;
+    constexpr int ES = (int)sizeof(T);
+    constexpr int PER_WORD = 4 / ES;  // values per 32-bit word
+    constexpr int R = K / 2;
+    constexpr int TILE = GPUENHANCE_MEDIAN_PACKED_TILE;
+    constexpr int IN_ROWS = RY + K - 1;  // input rows one thread reads
+    GPUENHANCE_DYNAMIC_SMEM(gpuenhance_u8, tile);
+    const gpuenhance_u8* src = reinterpret_cast<const gpuenhance_u8*>(src_);
+    gpuenhance_u8* dst = reinterpret_cast<gpuenhance_u8*>(dst_);
+    const int Cb = C * ES;    // bytes per pixel
+    const int WCb = W * Cb;   // bytes per row
+    const int pad = (R * Cb + 15) / 16 * 16;
+    const int sw = TILE + 2 * pad + 16;  // bytes per tile row, a multiple of 16
+    const int rows_per_block = (int)blockDim.y * RY;
+    const int th = rows_per_block + K - 1;
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+    const int nthreads = blockDim.x * blockDim.y;
+    const int chunks = sw / 16;
+    const int jb = (int)blockIdx.x * TILE;
+    const int j0 = jb + 4 * (int)threadIdx.x;  // this thread's first output byte
+    const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
+    const unsigned int* words = reinterpret_cast<const unsigned int*>(tile);
+    for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
+        const gpuenhance_u8* image = src + n * H * (gpuenhance_i64)WCb;
+        for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+            const int y0 = rt * rows_per_block - R;
+            __syncthreads();  // the previous tile is no longer read
+            for (int i = tid; i < th * chunks; i += nthreads) {
+                const int t = i / chunks;
+                const int k = i - t * chunks;
+                const int yy = gpuenhance_border_index(y0 + t, H, border);
+                gpuenhance_median_row_stage(tile + t * sw + 16 * k,
+                                            yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WCb,
+                                            jb - pad + 16 * k, W, Cb, WCb, border);
+            }
+            __syncthreads();
+            // Sorted horizontal neighbourhoods of this thread's input rows.
+            V srt[IN_ROWS][K];
+#pragma unroll
+            for (int r = 0; r < IN_ROWS; ++r) {
+                const unsigned int* trow = words + ((int)threadIdx.y * RY + r) * (sw / 4);
+#pragma unroll
+                for (int d = 0; d < K; ++d) {
+                    const int off = pad + 4 * (int)threadIdx.x + (d - R) * Cb;
+                    const int q = off >> 2;
+                    srt[r][d] = V::from_word(
+                        ES == 4 ? trow[q]  // whole values: always word-aligned
+                                : __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
+                }
+                gpuenhance_median_sort<V, K>(srt[r]);
+            }
+            const int ybase = rt * rows_per_block + (int)threadIdx.y * RY;
+#pragma unroll
+            for (int i = 0; i < RY; ++i) {
+                V med;
+                if constexpr (K == 3) {
+                    V lo = srt[i][0], mid[3] = {srt[i][1], srt[i + 1][1], srt[i + 2][1]},
+                      hi = srt[i][2], a = srt[i + 1][0], b = srt[i + 2][0];
+                    gpuenhance_median_cx(a, lo);
+                    gpuenhance_median_cx(b, lo);  // lo: max of the row minima
+                    a = srt[i + 1][2];
+                    b = srt[i + 2][2];
+                    gpuenhance_median_cx(hi, a);
+                    gpuenhance_median_cx(hi, b);  // hi: min of the row maxima
+                    gpuenhance_median_sort<V, 3>(mid);
+                    V last[3] = {lo, mid[1], hi};
+                    gpuenhance_median_sort<V, 3>(last);
+                    med = last[1];
+                } else {
+                    V col[5][5];
+#pragma unroll
+                    for (int c = 0; c < 5; ++c) {
+#pragma unroll
+                        for (int r = 0; r < 5; ++r) col[c][r] = srt[i + r][c];
+                        gpuenhance_median_sort<V, 5>(col[c]);
+                    }
+                    V cand[13] = {col[0][3], col[0][4], col[1][2], col[1][3], col[1][4],
+                                  col[2][1], col[2][2], col[2][3], col[3][0], col[3][1],
+                                  col[3][2], col[4][0], col[4][1]};
+                    med = gpuenhance_median_forgetful<V, 13>(cand);
+                }
+                const int y = ybase + i;
+                if (y >= H || j0 >= WCb) continue;
+                unsigned int out = med.word();
+                if constexpr (FUSE != 0) {
+                    int c = (j0 / ES) % C;
+                    unsigned int mapped = 0u;
+#pragma unroll
+                    for (int e = 0; e < PER_WORD; ++e) {
+                        constexpr int BITS = 8 * ES;
+                        const unsigned int bits =
+                            BITS == 32 ? out : (out >> (BITS * e)) & ((1u << (BITS & 31)) - 1u);
+                        T v;
+                        if constexpr (ES == 4) v = __uint_as_float(bits);
+                        else v = (T)bits;
+                        const T r = gpuenhance_point<T, FUSE>(v, lut, lut_channels, c, gamma, gain);
+                        if constexpr (ES == 4) mapped = __float_as_uint(r);
+                        else mapped |= (unsigned int)r << (BITS * e);
+                        if (++c == C) c = 0;
+                    }
+                    out = mapped;
+                }
+                gpuenhance_u8* o = dst + (n * H + y) * (gpuenhance_i64)WCb + j0;
+                if (j0 <= WCb - 4 && (reinterpret_cast<unsigned long long>(o) & 3ull) == 0ull) {
+                    *reinterpret_cast<unsigned int*>(o) = out;
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        if (j0 + e < WCb) o[e] = (gpuenhance_u8)(out >> (8 * e));
+                }
             }
         }
     }
@@ -254,14 +535,17 @@ __device__ __forceinline__ void gpuenhance_median_row(CountT* h, int stride,
 }
 
 // Launch: block (bt, 1, 1), grid (ceil(W/bt), min(ceil(H/strip), 65535), min(N*C, 65535)),
-// shared_mem = bt * counters * 2 bytes (272 counters for uint8, 544 for uint16; K <= 255).
+// shared_mem = bt * counters * sizeof(CountT) (272 counters for uint8, 544 for uint16).
+// CountT: unsigned short holds K * K <= 255 * 255 < 65536 window values; unsigned char holds
+// K * K <= 225 (K <= 15) and halves the shared memory per thread, so twice the threads fit an
+// SM (the kernel's occupancy is set by shared memory alone). Removal adds CountT(-1), which
+// wraps; no counter ever exceeds K * K, so both widths count exactly.
 // No barriers: the histograms are private to each thread.
-template <typename T, int FUSE>
+template <typename T, typename CountT, int FUSE>
 __global__ void gpuenhance_median_hist(const T* __restrict__ src, T* __restrict__ dst, int N,
                                        int H, int W, int C, int K, int border, int strip,
                                        const T* __restrict__ lut, int lut_channels, float gamma,
                                        float gain) {
-    typedef unsigned short CountT;  // K * K <= 255 * 255 < 65536 window values
     typedef gpuenhance_median_hist_ops<T, CountT> Ops;
     GPUENHANCE_DYNAMIC_SMEM(CountT, hist_all);
     const int stride = blockDim.x;

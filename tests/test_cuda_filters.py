@@ -156,6 +156,22 @@ def test_median_uint16_histogram_rebuilds(ctx, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("ksize,count", [(13, "unsigned char"), (15, "unsigned char"),
+                                         (17, "unsigned short")])
+def test_median_histogram_counter_width(ctx, rng, launched, dtype, ksize, count):
+    # 8-bit counters up to K = 15 (K*K = 225 values in one bin at most), 16-bit beyond. A
+    # flat image with a few outliers fills one bin with (nearly) the whole window.
+    flat = np.full((20, 19), 200, dtype)
+    flat[rng.integers(0, 20, 12), rng.integers(0, 19, 12)] = 7
+    for img in (flat, _random(rng, (20, 19), dtype)):
+        launched.clear()
+        for border in ("reflect", "constant"):
+            np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, border),
+                                          median_oracle(img, ksize, border))
+        assert launched[0] == f"gpuenhance_median_hist<{filters.ctype(dtype)}, {count}, 0>"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_median_histogram_largest_window(ctx, rng, dtype):
     # ksize 255 (the public maximum): 65025 window values, the most the 16-bit counters hold.
     img = _random(rng, (3, 4), dtype)
@@ -193,6 +209,120 @@ def test_median_non_contiguous_input(ctx, rng):
     img = base[::2, 1::2]
     np.testing.assert_array_equal(filters.median_filter(ctx, img, 3, "reflect"),
                                   median_oracle(np.ascontiguousarray(img), 3, "reflect"))
+
+
+# The packed kernel (gpuenhance_median_small_packed): uint8 in both lane layouts (8-bit lanes,
+# the 16-bit lanes sm_90 gets), uint16 and float32; rows that are not 4- or 16-byte aligned, several
+# 256-byte tiles and row tiles, image edges inside a word, batches.
+@pytest.fixture
+def launched(ctx, monkeypatch):
+    """The name expressions of the filter kernels launched, in order."""
+    names = []
+    real = filters._function
+
+    def spy(c, filename, name):
+        names.append(name)
+        return real(c, filename, name)
+
+    monkeypatch.setattr(filters, "_function", spy)
+    return names
+
+
+PACKED = [(np.uint8, "gpuenhance_u8x4"), (np.uint8, "gpuenhance_u16x2x2"),
+          (np.uint16, "gpuenhance_u16x2"), (np.float32, "gpuenhance_f32x1")]
+
+
+@pytest.fixture(params=PACKED, ids=[lanes for _, lanes in PACKED])
+def packed(request, monkeypatch, launched):
+    """(dtype, lane layout forced for it, the kernels launched)."""
+    dtype, lanes = request.param
+    monkeypatch.setattr(filters, "_packed_lanes", lambda _ctx, _dtype: lanes)
+    return np.dtype(dtype), lanes, launched
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 101, 3), (1, 18, 150, 1), (3, 9, 23, 4), (1, 1, 5, 3)])
+@pytest.mark.parametrize("ksize", [3, 5])
+@pytest.mark.parametrize("border", BORDERS)
+def test_median_packed_equals_oracle(packed, ctx, rng, shape, ksize, border):
+    dtype, lanes, names = packed
+    img = _random(rng, shape, dtype)
+    got = filters.median_filter(ctx, img, ksize, border)
+    np.testing.assert_array_equal(got, median_oracle(img, ksize, border))
+    assert names == [filters._packed_name(ksize, 0, lanes)]
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4)])
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_median_packed_equals_cv2_medianblur(packed, ctx, rng, shape, ksize):
+    dtype, lanes, names = packed
+    img = _random(rng, shape, dtype)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "replicate"),
+                                  cv2.medianBlur(img, ksize))
+    assert names == [filters._packed_name(ksize, 0, lanes)]
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_median_packed_fused(packed, ctx, rng, ksize):
+    dtype, lanes, names = packed
+    img = _random(rng, (2, 11, 45, 3), dtype)  # uint8: 135-byte rows, words straddle pixels
+    med = median_oracle(img, ksize, "reflect")
+    if dtype.kind == "u":
+        lut = _random(rng, (np.iinfo(dtype).max + 1, 3), dtype)
+        got = filters.median_filter(ctx, img, ksize, "reflect", lut=lut)
+        np.testing.assert_array_equal(got, lut[med, np.arange(3)])
+    else:
+        img = np.abs(img)
+        med = median_oracle(img, ksize, "reflect")
+        got = filters.median_filter(ctx, img, ksize, "reflect", gamma=0.6, gain=1.1)
+        want = np.float32(1.1) * np.power(med, np.float32(0.6))
+        np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
+    assert names == [filters._packed_name(ksize, 1 if dtype.kind == "u" else 2, lanes)]
+
+
+@pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
+def test_median_packed_clamped_grid_strides(packed, ctx, rng, monkeypatch, grid_y, grid_z):
+    dtype = packed[0]
+    monkeypatch.setattr(filters, "_GRID_Y", grid_y)
+    monkeypatch.setattr(filters, "_GRID_Z", grid_z)
+    img = _random(rng, (3, 40, 7, 3), dtype)  # 3 row tiles of 16, 3 images
+    assert filters.median_packed_launch(img.shape, dtype, 5)["grid"] == (1, grid_y, grid_z)
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect_101"),
+                                  median_oracle(img, 5, "reflect_101"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype):
+    # C = 16 is the packed kernel's last channel count (pixels of 16, 32, 64 bytes); 17 is not.
+    assert filters.median_packed_launch((1, 6, 7, 16), dtype, 5) is not None
+    assert filters.median_packed_launch((1, 6, 7, 17), dtype, 5) is None
+    for c in (16, 17):
+        img = _random(rng, (6, 7, c), dtype)
+        np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect"),
+                                      median_oracle(img, 5, "reflect"))
+    assert launched[0].startswith("gpuenhance_median_small_packed<")
+    assert launched[1] == filters._small_name(dtype, 5)
+
+
+def test_median_packed_has_no_float64_form():
+    assert filters.median_packed_launch((1, 6, 7, 3), np.float64, 3) is None
+    assert filters.median_packed_launch((1, 6, 7, 3), np.float32, 7) is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
+                                   (3, 50_000, 50_000, 1), (1, 4, 2**29, 4)])
+def test_median_packed_launch_of_huge_shapes(dtype, shape):
+    n, h, w, c = shape
+    row_bytes = w * c * np.dtype(dtype).itemsize
+    cfg = filters.median_packed_launch(shape, dtype, 3)
+    if row_bytes > 2**31 - 1 - 1024:  # byte offsets of a row must fit an int: generic kernel
+        assert cfg is None
+        return
+    gx, gy, gz = cfg["grid"]
+    assert gx * cfg["block"][0] * 4 >= row_bytes and gx <= 2**31 - 1  # 4 bytes per thread
+    assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
+    assert cfg["rows"] == cfg["block"][1] * filters._PACKED_RY[3]
+    assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +366,72 @@ def test_gaussian_batch_grid_z_stride(ctx, rng, monkeypatch):
     img = _random(rng, (2, 6, 7, 3), np.uint8)
     got = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101")
     assert_gauss_close(got, gaussian_oracle(img, 5, 5, 0.0, 0.0, "reflect_101"), np.uint8)
+
+
+# The interleaved-rows kernel (gpuenhance_gaussian_tile_rows) does the tile kernel's arithmetic
+# term for term: bit-identical to it, and so within the contract of cv2.GaussianBlur.
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("shape,params", [((2, 19, 150, 3), (7, 5, 0.0, 0.0)),
+                                          ((1, 9, 37, 4), (9, 3, 2.0, 0.7)),
+                                          ((1, 33, 5, 1), (1, 15, 0.0, 2.5)),
+                                          ((1, 40, 21, 2), (9, 1, 1.5, 0.0))])
+@pytest.mark.parametrize("border", BORDERS)
+def test_gaussian_rows_equals_tile_kernel_and_cv2(ctx, rng, monkeypatch, launched, dtype,
+                                                  shape, params, border):
+    kx, ky, sx, sy = params
+    img = _random(rng, shape, dtype)
+    if np.dtype(dtype).kind == "f":
+        img = np.abs(img)
+    got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched == [filters._rows_name(dtype)]
+    assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
+    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args: None)
+    want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched[1] == filters._tile_name(dtype)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
+def test_gaussian_rows_clamped_grid_strides(ctx, rng, monkeypatch, launched, grid_y, grid_z):
+    monkeypatch.setattr(filters, "_GRID_Y", grid_y)
+    monkeypatch.setattr(filters, "_GRID_Z", grid_z)
+    img = _random(rng, (3, 70, 6, 3), np.uint8)  # 3 images; 3 row tiles of 32
+    cfg = filters.gaussian_rows_launch(img.shape, 5, 7, 4)
+    assert cfg["grid"] == (1, grid_y, grid_z) and cfg["rows"] == 32
+    got = filters.gaussian_filter(ctx, img, 5, 7, 0.0, 0.0, "reflect")
+    assert launched == [filters._rows_name(np.uint8)]
+    assert_gauss_close(got, gaussian_oracle(img, 5, 7, 0.0, 0.0, "reflect"), np.uint8)
+
+
+def test_gaussian_rows_fused_per_channel_lut(ctx, rng, launched):
+    img = _random(rng, (2, 10, 45, 3), np.uint8)
+    lut = _random(rng, (256, 3), np.uint8)
+    plain = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101")
+    got = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101", lut=lut)
+    assert launched == [filters._rows_name(np.uint8), filters._rows_name(np.uint8, 1)]
+    np.testing.assert_array_equal(got, lut[plain, np.arange(3)])
+
+
+def test_gaussian_rows_falls_back_when_shared_memory_is_short(ctx, monkeypatch):
+    # Large kernels on many channels: no block height fits, the tile (or two-pass) path runs.
+    assert filters.gaussian_rows_launch((1, 64, 64, 3), 31, 31, 4) is not None
+    assert filters.gaussian_rows_launch((1, 64, 64, 16), 61, 61, 4) is None
+    monkeypatch.setattr(filters, "_SMEM_LIMIT", 64)
+    assert filters.gaussian_rows_launch((1, 64, 64, 1), 3, 3, 4) is None
+
+
+@pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
+                                   (3, 50_000, 50_000, 1), (1, 4, 2**29, 4)])
+def test_gaussian_rows_launch_of_huge_shapes(shape):
+    n, h, w, c = shape
+    cfg = filters.gaussian_rows_launch(shape, 7, 7, 4)
+    if w * c > 2**31 - 1 - 512:  # the row's offsets must fit an int: the tile kernel runs
+        assert cfg is None
+        return
+    gx, gy, gz = cfg["grid"]
+    assert gx * cfg["block"][0] * 4 >= w * c and gx <= 2**31 - 1  # 4 values per thread
+    assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
+    assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 
 def test_gaussian_taps_uploaded_once(ctx):
@@ -300,6 +496,26 @@ def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
     if dtype == np.uint16:
         assert tone._head(ctx, img, np.empty_like(img)) == img.size
     np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), lut[img])
+
+
+@pytest.mark.parametrize("dtype,channels", [(np.uint8, 1), (np.uint8, 3), (np.uint16, 3)])
+def test_lut_two_vectors_per_trip_with_a_small_grid(ctx, rng, monkeypatch, dtype, channels):
+    # One block of 256 threads: every thread makes several trips of two vectors each, the
+    # last trips with and without a second vector, then the scalar tail.
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    assert tone._grid(10**6, 32)[0] == 1
+    entries = 256 if dtype == np.uint8 else 65536
+    img = _random(rng, (2, 37, 41, channels), dtype)  # 1076+ vectors: 4+ half-full trips
+    for lut in (_random(rng, (entries,), dtype), _random(rng, (entries, channels), dtype)):
+        np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), _lut_oracle(img, lut))
+
+
+def test_gamma_float_two_vectors_per_trip_with_a_small_grid(ctx, rng, monkeypatch):
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    img = np.abs(_random(rng, (3, 29, 30, 3), np.float32))  # 1957 vectors and a 2-value tail
+    got = tone.gamma_correct(ctx, img, 0.7, 1.2)
+    np.testing.assert_allclose(got, np.float32(1.2) * np.power(img, np.float32(0.7)),
+                               **tol("gamma_correct", np.float32))
 
 
 def test_lut_column_table_is_shared(ctx, rng):

@@ -45,6 +45,7 @@ BASICS = (
     "gpuenhance_test_median<gpuenhance_u8, 1>",
     "gpuenhance_test_median<float, 2>",
     "gpuenhance_test_smem_peek",
+    "gpuenhance_test_simd",
 )
 
 
@@ -232,6 +233,63 @@ def test_vector_copy16(mod, rng):
     out = np.zeros_like(x)
     mod.get_function("gpuenhance_test_copy16")((2,), (32,), (x, out, np.int32(37)))
     np.testing.assert_array_equal(out, x)
+
+
+def _lanes(a, b, bits, op):
+    """Lane-wise *op* on the *bits*-wide unsigned fields of uint32 arrays (plain NumPy)."""
+    view = {8: np.uint8, 16: np.uint16}[bits]
+    return op(a.view(view), b.view(view)).view(np.uint32)
+
+
+def _byte_perm(x, y, s):
+    both = x.astype(np.uint64) | (y.astype(np.uint64) << np.uint64(32))
+    r = np.zeros_like(x)
+    for n in range(4):
+        sel = (s >> np.uint32(4 * n)) & np.uint32(7)
+        byte = (both >> (np.uint64(8) * sel.astype(np.uint64))) & np.uint64(0xFF)
+        r |= byte.astype(np.uint32) << np.uint32(8 * n)
+    return r
+
+
+def _funnel(lo, hi, shift, left, clamp):
+    """Python-int reference of the four funnel shifts, element by element."""
+    out = []
+    for a, b, s in zip(lo.tolist(), hi.tolist(), shift.tolist()):
+        both = (b << 32) | a
+        k = min(s, 32) if clamp else s & 31
+        out.append(((both << k) >> 32) & 0xFFFFFFFF if left else (both >> k) & 0xFFFFFFFF)
+    return np.array(out, np.uint32)
+
+
+def test_simd_byte_perm_and_funnel_shift_intrinsics(mod, rng):
+    n = 300
+    a = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    b = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    b[:40] = a[:40]  # equal lanes
+    b[40:80] = a[40:80] ^ np.uint32(0x00FF00FF)  # some lanes equal, some not
+    s = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    s[:64] = np.arange(64, dtype=np.uint32)  # every shift 0..63, clamped and masked
+    a[80], b[80], s[80] = 0x03020100, 0x07060504, 0x7531  # the CUDA docs' byte numbering
+    out = np.zeros((n, 10), np.uint32)
+    mod.get_function("gpuenhance_test_simd")((3,), (128,), (a, b, s, out, np.int32(n)))
+    expected = np.stack(
+        [
+            _lanes(a, b, 8, np.minimum),
+            _lanes(a, b, 8, np.maximum),
+            _lanes(a, b, 16, np.minimum),
+            _lanes(a, b, 16, np.maximum),
+            _byte_perm(a, b, s),
+            _funnel(a, b, s, left=True, clamp=False),
+            _funnel(a, b, s, left=True, clamp=True),
+            _funnel(a, b, s, left=False, clamp=False),
+            _funnel(a, b, s, left=False, clamp=True),
+            _byte_perm(a, b, s & np.uint32(0x7777)),
+        ],
+        axis=1,
+    )
+    np.testing.assert_array_equal(out, expected)
+    assert out[80, 4] == 0x07050301
+    assert out[80, 7] == 0x02820181 and out[80, 5] == 0x0A080604  # shifts by 0x7531 & 31 = 17
 
 
 def test_median_name_expression_matches_opencv(mod, rng):

@@ -112,6 +112,21 @@ def test_kernel_file_compiles(filename, arch):
     assert not spilling, f"hot kernels of kernels/{filename} spill on {arch}:\n" + "\n".join(spilling)
 
 
+def test_sm90_only_hot_kernels_do_not_spill_on_sm90():
+    # Kernels the host launches on compute capability 9.0+ only (HOT_KERNELS_SM90).
+    exprs = [e for mod in MODULES.values() for e in getattr(mod, "HOT_KERNELS_SM90", ())]
+    if not exprs:
+        pytest.skip("no topic module lists sm_90-only kernels")
+    by_file = {f: [e for e in exprs if e in claimed] for f, claimed in CLAIMS.items()}
+    assert sorted(e for es in by_file.values() for e in es) == sorted(exprs)
+    for filename, es in by_file.items():
+        if es:
+            report = _nvrtc.compile_report(filename, es, "sm_90")
+            print()
+            print(report.table())
+            assert not [e for e, k in report.kernels.items() if k.spills], report.table()
+
+
 # ---------------------------------------------------------------------------------------------
 # The check itself, on the test-only kernels
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +143,7 @@ def test_report_on_a_kernel_that_compiles():
         "gpuenhance_test_transpose<16>",
         "gpuenhance_test_median<gpuenhance_u8, 1>",
         "gpuenhance_test_block_sum<double>",
+        "gpuenhance_test_simd",  # the SIMD/byte-perm/funnel-shift intrinsics exist on the GPU
     )
     report = _nvrtc.compile_report("basics.cu", exprs, 80, source=_test_source("basics.cu"))
     print()

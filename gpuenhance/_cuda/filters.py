@@ -15,12 +15,21 @@ Median path choice (exact on every path):
 
 ==========================  =================================================
 ksize 1                     copy
-ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks)
+ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks); for uint8,
+                            uint16 and float32 with C <= 16 its form on interleaved rows,
+                            ``gpuenhance_median_small_packed`` (one 32-bit word of 4 rows
+                            per thread, :func:`median_packed_launch`)
 ksize 7, float/uint16       ``gpuenhance_median_small`` (forgetful selection)
 ksize >= 7 uint8,
 ksize >= 9 uint16           ``gpuenhance_median_hist`` (sliding histograms)
 ksize >= 9 float            ``gpuenhance_median_select`` (radix selection)
 ==========================  =================================================
+
+Gaussian path choice: ``gpuenhance_gaussian_tile_rows`` (interleaved rows, all channels of a
+tile at once, 4 values x 4 rows per thread; :func:`gaussian_rows_launch`) while its tile fits
+shared memory, else ``gpuenhance_gaussian_tile`` (one plane at a time, :func:`gaussian_launch`),
+else two 1-D ``gpuenhance_gaussian_pass`` launches. The first two do the same arithmetic in the
+same order and give the same values.
 
 Fusion: ``median_filter`` and ``gaussian_filter`` take an optional trailing point operation,
 ``lut=`` (uint8/uint16: a table as for :func:`gpuenhance.apply_lut`, shared or per channel) or
@@ -39,7 +48,7 @@ import numpy as np
 
 from .._image import from_nhwc, to_nhwc
 from ._common import (
-    BORDER_CODES, GRID_YZ_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
+    BORDER_CODES, GRID_YZ_MAX, INT32_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
 )
 
 _DTYPES = tuple(np.dtype(d) for d in (np.uint8, np.uint16, np.float32, np.float64))
@@ -83,8 +92,58 @@ def _small_name(dtype, k: int, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_median_small<{ctype(dtype)}, {k}, {fuse}>"
 
 
-def _hist_name(dtype, fuse: int = FUSE_NONE) -> str:
-    return f"gpuenhance_median_hist<{ctype(dtype)}, {fuse}>"
+# The packed kernel (gpuenhance_median_small_packed): output rows per thread (RY), block rows
+# (BY), bytes per block row, and the largest pixel in bytes per dtype (its halo, R * bytes per
+# pixel rounded up to 16, stays small).
+_PACKED_K = (3, 5)
+_PACKED_RY = {3: 4, 5: 4}
+_PACKED_BY = 4
+_PACKED_TILE = 256
+_PACKED_MAX_PIXEL = {np.dtype(np.uint8): 16, np.dtype(np.uint16): 32, np.dtype(np.float32): 64}
+
+# How the packed kernel holds a 32-bit word (see kernels/median.cu), per dtype: uint8 in 8-bit
+# lanes, or in two words of 16-bit lanes where the GPU has a one-instruction 16-bit SIMD
+# min/max (sm_90 and newer); uint16 in 16-bit lanes; float32 as one value.
+_PACKED_LANES = {np.dtype(np.uint8): ("gpuenhance_u8x4", "gpuenhance_u16x2x2"),
+                 np.dtype(np.uint16): ("gpuenhance_u16x2",),
+                 np.dtype(np.float32): ("gpuenhance_f32x1",)}
+
+
+def _packed_name(k: int, fuse: int, lanes: str) -> str:
+    return f"gpuenhance_median_small_packed<{k}, {_PACKED_RY[k]}, {lanes}, {fuse}>"
+
+
+def _packed_names(lane_index: int = 0) -> list[str]:
+    """Every packed instantiation of one lane choice (0: the default, 1: sm_90's uint8)."""
+    return [_packed_name(k, f, lanes[lane_index]) for d, lanes in _PACKED_LANES.items()
+            if lane_index < len(lanes) for f in _fusions(d) for k in _PACKED_K]
+
+
+# Hot on sm_90 and newer only (checked there).
+HOT_KERNELS_SM90 = tuple(_packed_names(1))
+
+
+def _packed_lanes(ctx, dtype) -> str:
+    """The lane layout for *dtype* on the current device (16-bit lanes: compute >= 9.0)."""
+    lanes = _PACKED_LANES[np.dtype(dtype)]
+    if ctx.name == "cuda" and len(lanes) > 1:
+        major = ctx.xp.cuda.Device().compute_capability[:-1]
+        if int(major) >= 9:
+            return lanes[1]
+    return lanes[0]
+
+
+# Histogram counter types: 8-bit while K*K <= 255 (half the shared memory), else 16-bit.
+_HIST_COUNT_TYPES = ("unsigned char", "unsigned short")
+_HIST_U8_COUNTS_MAX_K = 15
+
+
+def _hist_count_type(ksize: int) -> str:
+    return _HIST_COUNT_TYPES[0] if ksize <= _HIST_U8_COUNTS_MAX_K else _HIST_COUNT_TYPES[1]
+
+
+def _hist_name(dtype, fuse: int = FUSE_NONE, count: str = _HIST_COUNT_TYPES[1]) -> str:
+    return f"gpuenhance_median_hist<{ctype(dtype)}, {count}, {fuse}>"
 
 
 def _select_name(dtype, fuse: int = FUSE_NONE) -> str:
@@ -93,6 +152,10 @@ def _select_name(dtype, fuse: int = FUSE_NONE) -> str:
 
 def _tile_name(dtype, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_gaussian_tile<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
+
+
+def _rows_name(dtype, fuse: int = FUSE_NONE) -> str:
+    return f"gpuenhance_gaussian_tile_rows<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
 
 
 def _pass_name(tin: str, tout: str, acc: str, fuse: int = FUSE_NONE) -> str:
@@ -108,20 +171,29 @@ def _pass_names(dtype, fuse: int = FUSE_NONE) -> tuple[str, str]:
 KERNELS = {
     "median.cu": tuple(
         [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in _SMALL_K]
-        + [_hist_name(d, f) for d in _INT_DTYPES for f in _fusions(d)]
+        + _packed_names(0) + _packed_names(1)
+        + [_hist_name(d, f, n) for d in _INT_DTYPES for f in _fusions(d)
+           for n in _HIST_COUNT_TYPES]
         + [_select_name(d, f) for d in _DTYPES for f in _fusions(d)]
     ),
     "gaussian.cu": tuple(
         [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
+        + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
         + list(
             dict.fromkeys(n for d in _DTYPES for f in _fusions(d) for n in _pass_names(d, f))
         )
     ),
 }
 
+# Kernels that must not spill on any architecture CI compiles for.
 HOT_KERNELS = tuple(
     [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in (3, 5)]
+    # The packed median's default lanes. Its uint8 16-bit-lane form runs on sm_90+ only (on
+    # sm_75/sm_80 its 5x5 would spill, and it is never launched there); tests check it on
+    # sm_90 (tests/test_kernels_compile.py).
+    + _packed_names(0)
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
+    + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
 )
 
 
@@ -235,7 +307,7 @@ def median_launch(shape, dtype, ksize: int) -> dict:
                 f"ksize must be in [1, {_HIST_MAX_K}] for the CUDA median of {dtype.name} "
                 f"images (16-bit histogram counters); got {ksize}"
             )
-        per_thread = _HIST_COUNTERS[dtype] * 2
+        per_thread = _HIST_COUNTERS[dtype] * (1 if ksize <= _HIST_U8_COUNTS_MAX_K else 2)
         bt = 64
         while bt > 1 and bt * per_thread > _SMEM_LIMIT - 8 * 1024:
             bt //= 2
@@ -249,6 +321,30 @@ def median_launch(shape, dtype, ksize: int) -> dict:
     cfg["grid"] = check_grid(cfg["grid"], "median_filter")
     cfg["path"] = path
     return cfg
+
+
+def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
+    """Launch configuration of the packed median, or None where it does not apply.
+
+    It applies to uint8, uint16 and float32 with ksize 3 and 5, pixels of at most
+    ``_PACKED_MAX_PIXEL`` bytes, and rows of W*C values whose byte offsets fit an int.
+    Block (64, BY): each thread owns one 32-bit word (4 uint8, 2 uint16 or 1 float32) of RY
+    rows, a block 256 bytes of BY*RY rows; grid (ceil(row bytes / 256), row tiles, images),
+    grid.y and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
+    """
+    check_nhwc(shape)
+    n, h, w, c = (int(v) for v in shape)
+    dtype = np.dtype(dtype)
+    if dtype not in _PACKED_LANES or ksize not in _PACKED_K:
+        return None
+    pixel = c * dtype.itemsize
+    if pixel > _PACKED_MAX_PIXEL[dtype] or w * pixel > INT32_MAX - 4 * _PACKED_TILE:
+        return None
+    rows = _PACKED_BY * _PACKED_RY[ksize]
+    pad = -(-(ksize // 2) * pixel // 16) * 16
+    grid = (blocks(w * pixel, _PACKED_TILE), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
+    return dict(grid=check_grid(grid, "median_filter"), block=(_PACKED_TILE // 4, _PACKED_BY, 1),
+                shared_mem=(rows + ksize - 1) * (_PACKED_TILE + 2 * pad + 16), rows=rows)
 
 
 def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, gain=1.0):
@@ -268,11 +364,16 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
     fuse, point = _point(ctx, x, lut, gamma, gain)
     code = _i32(BORDER_CODES[border])
     dims = (x, out, _i32(n), _i32(h), _i32(w), _i32(c))
-    if cfg["path"] == "small":
+    packed = median_packed_launch(x.shape, dtype, ksize)
+    if cfg["path"] == "small" and packed is not None:
+        cfg = packed
+        kern = _function(ctx, "median.cu", _packed_name(ksize, fuse, _packed_lanes(ctx, dtype)))
+        args = dims + (code,)
+    elif cfg["path"] == "small":
         kern = _function(ctx, "median.cu", _small_name(dtype, ksize, fuse))
         args = dims + (code,)
     elif cfg["path"] == "hist":
-        kern = _function(ctx, "median.cu", _hist_name(dtype, fuse))
+        kern = _function(ctx, "median.cu", _hist_name(dtype, fuse, _hist_count_type(ksize)))
         args = dims + (_i32(ksize), code, _i32(cfg["strip"]))
     else:
         kern = _function(ctx, "median.cu", _select_name(dtype, fuse))
@@ -366,6 +467,37 @@ def gaussian_launch(shape, kx: int, ky: int, acc_size: int) -> dict:
     return cfg
 
 
+# The interleaved-rows Gaussian (gpuenhance_gaussian_tile_rows): values per thread and block
+# row, output rows per thread; block rows (BY) tried from the first, while shared memory fits.
+_ROWS_PX, _ROWS_BW, _ROWS_RY = 4, 128, 4
+_ROWS_BY = (8, 4, 2, 1)
+
+
+def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int) -> dict | None:
+    """Launch configuration of the interleaved-rows Gaussian, or None where it does not apply.
+
+    Block (32, BY): each thread computes 4 values of 4 rows, a block 128 values (all channels
+    interleaved) of 2*BY rows; grid (ceil(W*C / 128), row tiles, images), grid.y and grid.z
+    clamped to ``_GRID_Y`` / ``_GRID_Z``. None when no BY fits ``_SMEM_LIMIT`` or the row's
+    offsets (W*C plus the halo) would not fit an int; then :func:`gaussian_launch` applies.
+    """
+    check_nhwc(shape)
+    n, h, w, c = (int(v) for v in shape)
+    kx, ky = int(kx), int(ky)
+    if w * c + (kx + 1) * c + 2 * _ROWS_BW > INT32_MAX:
+        return None
+    tw = _ROWS_BW + (kx - 1) * c
+    for by in _ROWS_BY:
+        rows = by * _ROWS_RY
+        th = rows + ky - 1
+        smem = (th * tw + th * _ROWS_BW + kx + ky) * acc_size
+        if smem <= _SMEM_LIMIT:
+            grid = (blocks(w * c, _ROWS_BW), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
+            return dict(grid=check_grid(grid, "gaussian_filter"), block=(32, by, 1),
+                        shared_mem=smem, rows=rows)
+    return None
+
+
 def gaussian_filter(
     ctx, img, kx: int, ky: int, sx: float, sy: float, border: str, *, lut=None, gamma=None,
     gain=1.0
@@ -385,8 +517,11 @@ def gaussian_filter(
     taps_y = _taps(ctx, ky, sy, dtype)
     code = _i32(BORDER_CODES[border])
     dims = (_i32(n), _i32(h), _i32(w), _i32(c))
-    if cfg["path"] == "tile":
-        kern = _function(ctx, "gaussian.cu", _tile_name(dtype, fuse))
+    rows = gaussian_rows_launch(x.shape, kx, ky, acc_dtype.itemsize)
+    if rows is not None or cfg["path"] == "tile":
+        name = _tile_name(dtype, fuse) if rows is None else _rows_name(dtype, fuse)
+        cfg = cfg if rows is None else rows
+        kern = _function(ctx, "gaussian.cu", name)
         kern(
             cfg["grid"], cfg["block"],
             (x, out, taps_x, taps_y) + dims + (_i32(kx), _i32(ky), code) + point,

@@ -4,7 +4,9 @@ Arguments arrive validated by :mod:`gpuenhance.tone`: the table's dtype equals t
 it has 256 (uint8) or 65536 (uint16) entries and shape (entries,) or (entries, C).
 
 The image is processed as one flat contiguous array: 16-byte vector loads/stores from the
-first 16-byte-aligned element on, scalar head and tail. The head is computed here from the
+first 16-byte-aligned element on (two vectors per thread and trip, both loads first), scalar
+head and tail. On a GPU the grid is one full wave (SMs x 8 blocks of 256), the kernels stride
+over the rest. The head is computed here from the
 pointers (``data.ptr`` for CuPy, ``ctypes.data`` for NumPy); when source and destination
 cannot both be aligned the whole array takes the scalar path. uint8 tables live in shared
 memory (a shared table always, per-channel tables up to 192 channels, 48 KiB), uint16 tables
@@ -78,8 +80,25 @@ def _head(ctx, src, dst) -> int:
     return min(src.size, lead // size)
 
 
-def _grid(n: int, per_thread: int) -> tuple[int, int, int]:
-    return (min(blocks(blocks(n, per_thread), _THREADS), _MAX_BLOCKS), 1, 1)
+def _grid(n: int, per_thread: int, max_blocks: int = _MAX_BLOCKS) -> tuple[int, int, int]:
+    """Blocks for *n* elements, *per_thread* each (two 16-byte vectors), capped."""
+    return (min(blocks(blocks(n, per_thread), _THREADS), max_blocks, _MAX_BLOCKS), 1, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _one_wave(engine: str, device) -> int:
+    """Blocks that fill the GPU once (grid-stride beyond): SMs x (2048 / threads per block)."""
+    if engine != "cuda":
+        return _MAX_BLOCKS
+    import cupy
+
+    sms = cupy.cuda.Device(device).attributes["MultiProcessorCount"]
+    return max(1, int(sms) * (2048 // _THREADS))
+
+
+def _max_blocks(ctx) -> int:
+    device = ctx.xp.cuda.runtime.getDevice() if ctx.name == "cuda" else None
+    return _one_wave(ctx.name, device)
 
 
 def apply_lut(ctx, img, lut):
@@ -97,7 +116,7 @@ def apply_lut(ctx, img, lut):
     n = int(x.size)
     kern = _function(ctx, _lut_name(dtype, per_channel, smem))
     kern(
-        _grid(n, 16 // dtype.itemsize),
+        _grid(n, 32 // dtype.itemsize, _max_blocks(ctx)),
         (_THREADS, 1, 1),
         (x, out, table, np.int64(n), np.int64(_head(ctx, x, out)), np.int32(channels)),
         shared_mem=smem_bytes if smem else 0,
@@ -125,7 +144,7 @@ def gamma_correct(ctx, img, gamma: float, gain: float):
     out = xp.empty(x.shape, dtype=x.dtype)
     n = int(x.size)
     _function(ctx, _GAMMA)(
-        _grid(n, 4),
+        _grid(n, 8, _max_blocks(ctx)),
         (_THREADS, 1, 1),
         (x, out, np.int64(n), np.int64(_head(ctx, x, out)), np.float32(gamma), np.float32(gain)),
     )

@@ -157,3 +157,23 @@ __global__ void gpuenhance_test_smem_peek(unsigned* __restrict__ out) {
     __syncthreads();
     buf[threadIdx.x] = 7u;  // must not survive into the next block
 }
+
+// SIMD-in-a-word, byte-permute and funnel-shift intrinsics: out[10 * i + k] is intrinsic k of
+// (a[i], b[i], s[i]).
+__global__ void gpuenhance_test_simd(const unsigned* __restrict__ a, const unsigned* __restrict__ b,
+                                     const unsigned* __restrict__ s, unsigned* __restrict__ out,
+                                     int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned* o = out + 10 * i;
+    o[0] = __vminu4(a[i], b[i]);
+    o[1] = __vmaxu4(a[i], b[i]);
+    o[2] = __vminu2(a[i], b[i]);
+    o[3] = __vmaxu2(a[i], b[i]);
+    o[4] = __byte_perm(a[i], b[i], s[i]);
+    o[5] = __funnelshift_l(a[i], b[i], s[i]);
+    o[6] = __funnelshift_lc(a[i], b[i], s[i]);
+    o[7] = __funnelshift_r(a[i], b[i], s[i]);
+    o[8] = __funnelshift_rc(a[i], b[i], s[i]);
+    o[9] = __byte_perm(a[i], b[i], s[i] & 0x7777u);
+}

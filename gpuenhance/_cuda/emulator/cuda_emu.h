@@ -394,3 +394,57 @@ static inline double min(float a, double b) { return fmin((double)a, b); }
 static inline double max(float a, double b) { return fmax((double)a, b); }
 static inline double min(double a, float b) { return fmin(a, (double)b); }
 static inline double max(double a, float b) { return fmax(a, (double)b); }
+
+// ---------------------------------------------------------------------------------------------
+// SIMD-in-a-word and byte/funnel-shift intrinsics (CUDA Math API, integer intrinsics).
+// Lanes are the 8-bit (…4) or 16-bit (…2) fields of a 32-bit word, lane 0 in the low bits.
+// ---------------------------------------------------------------------------------------------
+namespace gpuenhance_emu {
+template <int BITS, typename F>
+inline unsigned simd_lanes(unsigned a, unsigned b, F f) {
+    constexpr unsigned mask = (1u << BITS) - 1u;
+    unsigned r = 0;
+    for (int s = 0; s < 32; s += BITS) r |= (f((a >> s) & mask, (b >> s) & mask) & mask) << s;
+    return r;
+}
+}  // namespace gpuenhance_emu
+
+static inline unsigned __vminu4(unsigned a, unsigned b) {
+    return gpuenhance_emu::simd_lanes<8>(a, b, [](unsigned x, unsigned y) { return x < y ? x : y; });
+}
+static inline unsigned __vmaxu4(unsigned a, unsigned b) {
+    return gpuenhance_emu::simd_lanes<8>(a, b, [](unsigned x, unsigned y) { return x < y ? y : x; });
+}
+static inline unsigned __vminu2(unsigned a, unsigned b) {
+    return gpuenhance_emu::simd_lanes<16>(a, b, [](unsigned x, unsigned y) { return x < y ? x : y; });
+}
+static inline unsigned __vmaxu2(unsigned a, unsigned b) {
+    return gpuenhance_emu::simd_lanes<16>(a, b, [](unsigned x, unsigned y) { return x < y ? y : x; });
+}
+
+// Byte n of the result is byte (s >> 4n) & 7 of the 8 bytes {y, x} (x = bytes 0..3).
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    const unsigned long long both = ((unsigned long long)y << 32) | x;
+    unsigned r = 0;
+    for (int n = 0; n < 4; ++n) r |= (unsigned)((both >> (8 * ((s >> (4 * n)) & 7u))) & 0xFFu) << (8 * n);
+    return r;
+}
+
+// Funnel shifts of the 64-bit hi:lo: _l returns the high word after a left shift, _r the low
+// word after a right shift; the plain forms shift by (shift & 31), the c forms by min(shift, 32).
+static inline unsigned __funnelshift_l(unsigned lo, unsigned hi, unsigned shift) {
+    const unsigned long long both = ((unsigned long long)hi << 32) | lo;
+    return (unsigned)((both << (shift & 31u)) >> 32);
+}
+static inline unsigned __funnelshift_lc(unsigned lo, unsigned hi, unsigned shift) {
+    const unsigned long long both = ((unsigned long long)hi << 32) | lo;
+    return shift >= 32u ? lo : (unsigned)((both << shift) >> 32);
+}
+static inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
+    const unsigned long long both = ((unsigned long long)hi << 32) | lo;
+    return (unsigned)(both >> (shift & 31u));
+}
+static inline unsigned __funnelshift_rc(unsigned lo, unsigned hi, unsigned shift) {
+    const unsigned long long both = ((unsigned long long)hi << 32) | lo;
+    return shift >= 32u ? hi : (unsigned)(both >> shift);
+}
