@@ -100,7 +100,8 @@ class LMSRestorer:
     :math:`\sum_n \|f_n - k \circledast g_n\|^2 / N_{pix} + (\lambda + \varepsilon)\|k\|^2`
     (the spatial normal equations formed from X and S, one (2r+1)²-square solve per channel).
     Pick ``"exact"`` to fit a fixed training set: it is faster than one NLMS epoch and is
-    the optimum NLMS only approaches. Pick ``"nlms"`` for :meth:`partial_fit`, streams of
+    the optimum NLMS only approaches (on a list of sizes, NLMS visits one size at a time and
+    settles within ~2 % of the optimum's training error, not on it). Pick ``"nlms"`` for :meth:`partial_fit`, streams of
     pairs that never sit in memory together, or when the filter should track data that
     drifts.
 
