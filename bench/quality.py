@@ -651,7 +651,11 @@ def run(smoke: bool = False, log=print) -> dict:
                     log(f"  {row['colour']:<6} {name:<22} σ={noise:<6} oracle "
                         f"{row['methods']['oracle_wiener']['psnr']:.2f} dB, LMS "
                         + (f"{row['methods']['lms']['psnr']:.2f} dB {c['verdict']}" if "psnr" in row["methods"]["lms"]
-                           else c["verdict"]))
+                           else c["verdict"])
+                        + ", default fit " + (f"{row['methods']['lms_default']['psnr']:.2f} dB "
+                                              f"{row['default_check']['lms_default']['verdict']}"
+                                              if "psnr" in row["methods"]["lms_default"]
+                                              else row["methods"]["lms_default"]["status"]))
         gray_test = _centre_crop(_load("camera"), size)
         col_test = _centre_crop(_load("astronaut"), size)
         for nm, img in (("camera", gray_test), ("astronaut", col_test)):
