@@ -103,23 +103,35 @@ def relative_change(xp, new, old, P):
 
 
 def exact_weights(xp, X, S, n, reg):
-    """Per-bin least squares ``(X/n) / (S/n + reg)`` as complex64 W, and P = S/n as float32."""
-    P = S / float(n)
-    W = (X / float(n)) / (P + float(reg))
+    """Per-bin least squares ``(X/n) / (S/n + reg)`` as complex64 W, and P = S/n as float32.
+
+    The float64 sums are divided in float64 and rounded once to complex64.
+    """
+    scale = 1.0 / (S + float(n) * float(reg))
+    W = X * scale
+    P = S * (1.0 / float(n))
     return (xp.ascontiguousarray(W.astype(xp.complex64)),
             xp.ascontiguousarray(P.astype(xp.float32)))
 
 
 def quadratic_loss(xp, X, S, E, W, shape):
-    """Mean squared error per pixel of ``W * G`` against F from the sums over n pairs.
+    """Sum over n pairs and all pixels of ``|F - W G|²`` from the sums X, S, E.
 
-    ``sum_n |F - W G|² = E - 2 Re(conj(W) X) + |W|² S`` per bin, Parseval-weighted over the
-    full spectrum; returns the total (divide by n · H · W · C for the mean).
+    Per bin ``E - 2 Re(conj(W) X) + |W|² S``, Parseval-weighted over the full spectrum, in
+    float64 (the terms nearly cancel for a good filter); divide by n · H · W · C for the MSE.
     """
-    w = W.astype(xp.complex128)
-    per_bin = E - 2.0 * (w.conj() * X).real + (w.real**2 + w.imag**2) * S
-    cols = column_weights(xp, shape)[None, :, None]
-    return float((per_bin * cols).sum())
+    wr = W.real.astype(xp.float64)
+    wi = W.imag.astype(xp.float64)
+    per_bin = wr * X.real
+    per_bin += wi * X.imag
+    per_bin *= -2.0
+    per_bin += E
+    wr *= wr
+    wi *= wi
+    wr += wi
+    wr *= S
+    per_bin += wr
+    return float((per_bin.sum(axis=(0, 2)) * column_weights(xp, shape)).sum())
 
 
 def step_size(mu, t, decay):

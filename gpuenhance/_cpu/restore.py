@@ -150,14 +150,21 @@ def accumulate(X, S, E, degraded, clean):
     Returns ``(X, S, E)``: float64 sums of conj(G) F, |G|² and |F|² per bin (complex128 /
     float64 / float64, shaped (H, W//2+1, C)), over ortho spectra of the normalized images.
     """
-    G = spectra(degraded).astype(np.complex128)
-    F = spectra(clean).astype(np.complex128)
-    x = (np.conj(G) * F).sum(axis=0)
-    s = (G.real**2 + G.imag**2).sum(axis=0)
-    e = (F.real**2 + F.imag**2).sum(axis=0)
+    G = spectra(degraded)
+    F = spectra(clean)
+    # products in complex64 / float32 (each term to float32 rounding), sums in float64;
+    # G is this call's own array, so it is conjugated and multiplied in place
+    s = (G.real * G.real + G.imag * G.imag).sum(axis=0, dtype=np.float64)
+    e = (F.real * F.real + F.imag * F.imag).sum(axis=0, dtype=np.float64)
+    np.conjugate(G, out=G)
+    G *= F
+    x = G.sum(axis=0, dtype=np.complex128)
     if X is None:
         return x, s, e
-    return X + x, S + s, E + e
+    X += x
+    S += s
+    E += e
+    return X, S, E
 
 
 def exact_weights(X, S, n, reg):
