@@ -131,7 +131,21 @@ def quadratic_loss(xp, X, S, E, W, shape):
     wr += wi
     wr *= S
     per_bin += wr
-    return float((per_bin.sum(axis=(0, 2)) * column_weights(xp, shape)).sum())
+    return parseval_sum(xp, per_bin, shape)
+
+
+def parseval_sum(xp, Q, shape):
+    """Sum over the full spectrum of a per-bin quantity Q stored in the rfft layout."""
+    return float((Q.sum(axis=(0, 2)) * column_weights(xp, shape)).sum())
+
+
+def solve_support(xp, A, b, reg, shape, r):
+    """``(W, quad)``: the taps k solving ``(A + reg I) k = b`` as complex64 W of *shape*, and
+    ``sum_c k^T A k - 2 k^T b`` (the data term of the least-squares objective less its
+    constant, in A's units)."""
+    taps = solve_taps(xp, A, b, reg)
+    quad = float((xp.einsum("cn,cnm,cm->", taps, A, taps) - 2.0 * (taps * b).sum()))
+    return weights_from_taps(xp, taps, shape, r), quad
 
 
 def step_size(mu, t, decay):

@@ -397,8 +397,15 @@ class LMSRestorer:
         return self
 
     def _fit_exact(self, se, groups):
-        sums = []
-        for shape, parts in groups:
+        # Memory: the sums of the current size and of the first size (whose W and P are the
+        # model's state); with support, every size is reduced to its (2r+1)²-square normal
+        # equations (and the energy of its clean images) as soon as its pass is done.
+        reg = self.eps + self.leak
+        r = self.support
+        pixels = sum(int(g.shape[0]) * h * w for (h, w, _), parts in groups for g, _ in parts)
+        A = b = None
+        energy = 0.0
+        for index, (shape, parts) in enumerate(groups):
             X = S = E = None
             n = 0
             for g, f in parts:
@@ -406,27 +413,26 @@ class LMSRestorer:
                     stop = start + self.batch_size
                     X, S, E = se.call("restore", "accumulate", X, S, E, g[start:stop], f[start:stop])
                 n += int(g.shape[0])
-            sums.append((shape, X, S, E, n))
-        reg = self.eps + self.leak
-        shape0, X0, S0, _, n0 = sums[0]
-        W, P = se.call("restore", "exact_weights", X0, S0, n0, reg)
-        weights = [W]
-        if self.support is not None:
-            r = self.support
-            pixels = sum(n * h * w for (h, w, _), _, _, _, n in sums)
-            A = b = None
-            for (h, w, _), X, S, _, _ in sums:
+            if index == 0:
+                first = (shape, X, S, E, n)
+            if r is not None:
+                h, w = shape[:2]
                 Ag, bg = se.call("restore", "support_system", S, X, (h, w), r, h * w / pixels)
                 A, b = (Ag, bg) if A is None else (A + Ag, b + bg)
-            W = se.call("restore", "solve_support", A, b, reg, shape0[:2], r)
-            kernel = se.call("restore", "kernel_from_weights", W, shape0[:2], r)
-            weights = [W] + [se.call("restore", "weights_from_kernel", kernel, shape[:2])
-                             for shape, *_ in sums[1:]]
-        total = sum(se.call("restore", "quadratic_loss", X, S, E, Wg, shape[:2])
-                    for (shape, X, S, E, _), Wg in zip(sums, weights))
-        pixels = sum(n * h * w * c for (h, w, c), _, _, _, n in sums)
+                energy += se.call("restore", "parseval_sum", E, (h, w))
+            X = S = E = None
+        shape, X, S, E, n = first
+        W, P = se.call("restore", "exact_weights", X, S, n, reg)
+        channels = shape[2]
+        if r is None:
+            total = se.call("restore", "quadratic_loss", X, S, E, W, shape[:2])
+            loss = total / (n * shape[0] * shape[1] * channels)
+        else:
+            # sum_n ||f - k ⊛ g||² / pixels = energy / pixels + k^T A k - 2 k^T b, per channel
+            W, quad = se.call("restore", "solve_support", A, b, reg, shape[:2], r)
+            loss = (energy / pixels + quad) / channels
         self._W, self._P = W, P
-        self._losses = [total / pixels]
+        self._losses = [float(loss)]
         self._n_epochs, self._converged = 1, True
 
     def _fit_nlms(self, se, groups, epochs, seed, progress):

@@ -112,6 +112,8 @@ def test_exact_support_equals_direct_least_squares(backend):
     model = LMSRestorer(eps=reg, support=r, solver="exact", backend=backend).fit(deg, clean)
     expected = direct_kernel64(list(deg), list(clean), r, reg)
     np.testing.assert_allclose(_host(model.kernel_), expected, **tol("fft_filter", "float32"))
+    np.testing.assert_allclose(model.loss_history_, [mse(model.restore(deg), clean)],
+                               **tol("lms_engines", "complex64"))
 
 
 @pytest.mark.equivalence("LMSRestorer")
@@ -128,9 +130,14 @@ def test_exact_support_mixed_sizes_equals_direct_least_squares(backend):
     expected = direct_kernel64([*big_d, *small_d, single_d], [*big_c, *small_c, single_c], r, reg)
     np.testing.assert_allclose(_host(model.kernel_), expected, **tol("fft_filter", "float32"))
     assert model.shape_ == (H, W, 1)
-    # restores any size with that kernel
+    # restores any size with that kernel; its loss is the pixel-pooled training MSE
     out = model.restore(small_d)
     assert out.shape == small_d.shape
+    parts = [(big_d, big_c), (small_d, small_c), (single_d, single_c)]
+    squared = sum(float(np.sum((model.restore(d).astype(np.float64) - c) ** 2)) for d, c in parts)
+    pixels = sum(c.size for _, c in parts)
+    np.testing.assert_allclose(model.loss_history_, [squared / pixels],
+                               **tol("lms_engines", "complex64"))
 
 
 # ------------------------------------------------------------------- default NLMS schedule

@@ -189,5 +189,10 @@ def support_system(S, X, shape, r, scale):
 
 
 def solve_support(A, b, reg, shape, r):
-    """W (complex64, of *shape*) of the taps solving ``(A + reg I) k = b``."""
-    return _spectral.weights_from_taps(np, _spectral.solve_taps(np, A, b, reg), shape, r)
+    """``(W, quad)`` of the taps solving ``(A + reg I) k = b`` (see _spectral.solve_support)."""
+    return _spectral.solve_support(np, A, b, reg, shape, r)
+
+
+def parseval_sum(Q, shape):
+    """Sum over the full spectrum of a per-bin quantity in the rfft layout."""
+    return _spectral.parseval_sum(np, Q, shape)

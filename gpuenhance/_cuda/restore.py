@@ -176,9 +176,13 @@ def support_system(ctx, S, X, shape, r, scale):
 
 
 def solve_support(ctx, A, b, reg, shape, r):
-    """W (complex64, of *shape*) of the taps solving ``(A + reg I) k = b``."""
-    xp = ctx.xp
-    return _spectral.weights_from_taps(xp, _spectral.solve_taps(xp, A, b, reg), shape, r)
+    """``(W, quad)`` of the taps solving ``(A + reg I) k = b`` (see _spectral.solve_support)."""
+    return _spectral.solve_support(ctx.xp, A, b, reg, shape, r)
+
+
+def parseval_sum(ctx, Q, shape):
+    """Sum over the full spectrum of a per-bin quantity in the rfft layout."""
+    return _spectral.parseval_sum(ctx.xp, Q, shape)
 
 
 def apply(ctx, W, stack):
