@@ -148,3 +148,36 @@ def test_mixed_sizes_need_support(tmp_path, capsys):
     assert main(base + ["--support", "1", "--solver", "exact"]) == 0
     oracle = LMSRestorer(support=1, solver="exact", backend="cpu").fit(deg, clean)
     np.testing.assert_array_equal(LMSRestorer.load(filt).kernel_, oracle.kernel_)
+
+
+def test_progress_bar_counts_epochs(tmp_path, monkeypatch):
+    import gpuenhance.cli as cli
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.n, self.postfix, self.closed = total, 0, [], False
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, **kw):
+            self.postfix.append(kw)
+
+        def close(self):
+            self.closed = True
+
+    bars = []
+    monkeypatch.setattr(cli, "_progress_bar", lambda total, desc: bars.append(Bar(total, desc)) or bars[-1])
+    rng = np.random.default_rng(4)
+    for i in range(4):
+        d = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+        write_image(tmp_path / "degraded" / f"p{i}.png", d)
+        write_image(tmp_path / "clean" / f"p{i}.png", (d // 2).astype(np.uint8))
+    filt = tmp_path / "f.npz"
+    assert main(["restore", "fit", "--degraded", str(tmp_path / "degraded"), "--clean",
+                 str(tmp_path / "clean"), "-o", str(filt), "--backend", "cpu", "--val", "0",
+                 "--max-epochs", "40"]) == 0
+    (bar,) = bars
+    model = LMSRestorer.load(filt)
+    assert bar.total == 40 and bar.n == model.n_epochs_ and bar.closed and model.converged_
+    assert len(bar.postfix) == model.n_epochs_ - 1  # every epoch after the first has a change
