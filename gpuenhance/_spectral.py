@@ -102,36 +102,30 @@ def relative_change(xp, new, old, P):
     return float(np.sqrt(num / den)) if den > 0 else (0.0 if num == 0 else float("inf"))
 
 
-def exact_weights(xp, X, S, n, reg):
-    """Per-bin least squares ``(X/n) / (S/n + reg)`` as complex64 W, and P = S/n as float32.
+def power(xp, S, n):
+    """The mean per-bin power P = S/n of the degraded spectra, float32."""
+    return xp.ascontiguousarray((S * (1.0 / float(n))).astype(xp.float32))
 
-    The float64 sums are divided in float64 and rounded once to complex64.
+
+def exact_solution(xp, X, S, E, n, reg, shape):
+    """``(W, P, total)``: the per-bin least squares from the float64 sums over n pairs.
+
+    W = (X/n) / (S/n + reg) = X / (S + n reg), divided in float64 and rounded once to
+    complex64; P = S/n (float32); ``total`` the sum over pairs and pixels of ``|F - W G|²``:
+    per bin ``E - 2 Re(conj(W) X) + |W|² S``, which for W = c X (c real) is
+    ``E - |X|² c (2 - c S)``, Parseval-weighted over the full spectrum in float64.
     """
-    scale = 1.0 / (S + float(n) * float(reg))
-    W = X * scale
-    P = S * (1.0 / float(n))
-    return (xp.ascontiguousarray(W.astype(xp.complex64)),
-            xp.ascontiguousarray(P.astype(xp.float32)))
-
-
-def quadratic_loss(xp, X, S, E, W, shape):
-    """Sum over n pairs and all pixels of ``|F - W G|²`` from the sums X, S, E.
-
-    Per bin ``E - 2 Re(conj(W) X) + |W|² S``, Parseval-weighted over the full spectrum, in
-    float64 (the terms nearly cancel for a good filter); divide by n · H · W · C for the MSE.
-    """
-    wr = W.real.astype(xp.float64)
-    wi = W.imag.astype(xp.float64)
-    per_bin = wr * X.real
-    per_bin += wi * X.imag
-    per_bin *= -2.0
-    per_bin += E
-    wr *= wr
-    wi *= wi
-    wr += wi
-    wr *= S
-    per_bin += wr
-    return parseval_sum(xp, per_bin, shape)
+    scale = S + float(n) * float(reg)
+    xp.reciprocal(scale, out=scale)
+    W = xp.ascontiguousarray((X * scale).astype(xp.complex64))
+    gain = X.real * X.real
+    gain += X.imag * X.imag
+    factor = scale * S
+    xp.subtract(2.0, factor, out=factor)
+    factor *= scale
+    gain *= factor
+    total = parseval_sum(xp, E, shape) - parseval_sum(xp, gain, shape)
+    return W, power(xp, S, n), total
 
 
 def parseval_sum(xp, Q, shape):

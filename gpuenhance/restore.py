@@ -413,8 +413,8 @@ class LMSRestorer:
                     stop = start + self.batch_size
                     X, S, E = se.call("restore", "accumulate", X, S, E, g[start:stop], f[start:stop])
                 n += int(g.shape[0])
-            if index == 0:
-                first = (shape, X, S, E, n)
+            if index == 0:  # with support, only its power is needed later
+                first = (shape, X, S, E, n) if r is None else (shape, None, S, None, n)
             if r is not None:
                 h, w = shape[:2]
                 Ag, bg = se.call("restore", "support_system", S, X, (h, w), r, h * w / pixels)
@@ -422,12 +422,12 @@ class LMSRestorer:
                 energy += se.call("restore", "parseval_sum", E, (h, w))
             X = S = E = None
         shape, X, S, E, n = first
-        W, P = se.call("restore", "exact_weights", X, S, n, reg)
         channels = shape[2]
         if r is None:
-            total = se.call("restore", "quadratic_loss", X, S, E, W, shape[:2])
+            W, P, total = se.call("restore", "exact_solution", X, S, E, n, reg, shape[:2])
             loss = total / (n * shape[0] * shape[1] * channels)
         else:
+            P = se.call("restore", "power", S, n)
             # sum_n ||f - k ⊛ g||² / pixels = energy / pixels + k^T A k - 2 k^T b, per channel
             W, quad = se.call("restore", "solve_support", A, b, reg, shape[:2], r)
             loss = (energy / pixels + quad) / channels

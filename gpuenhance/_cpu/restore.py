@@ -167,14 +167,14 @@ def accumulate(X, S, E, degraded, clean):
     return X, S, E
 
 
-def exact_weights(X, S, n, reg):
-    """W = (X/n) / (S/n + reg) complex64 and P = S/n float32."""
-    return _spectral.exact_weights(np, X, S, n, reg)
+def exact_solution(X, S, E, n, reg, shape):
+    """``(W, P, total)``: per-bin least squares and its error (see _spectral.exact_solution)."""
+    return _spectral.exact_solution(np, X, S, E, n, reg, shape)
 
 
-def quadratic_loss(X, S, E, W, shape):
-    """Sum over pairs and pixels of the squared error of W (see _spectral.quadratic_loss)."""
-    return _spectral.quadratic_loss(np, X, S, E, W, shape)
+def power(S, n):
+    """P = S/n float32 (see _spectral.power)."""
+    return _spectral.power(np, S, n)
 
 
 def relative_change(new, old, P):

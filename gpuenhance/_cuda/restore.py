@@ -154,14 +154,14 @@ def accumulate(ctx, X, S, E, degraded, clean):
     return X, S, E
 
 
-def exact_weights(ctx, X, S, n, reg):
-    """W = (X/n) / (S/n + reg) complex64 and P = S/n float32."""
-    return _spectral.exact_weights(ctx.xp, X, S, n, reg)
+def exact_solution(ctx, X, S, E, n, reg, shape):
+    """``(W, P, total)``: per-bin least squares and its error (see _spectral.exact_solution)."""
+    return _spectral.exact_solution(ctx.xp, X, S, E, n, reg, shape)
 
 
-def quadratic_loss(ctx, X, S, E, W, shape):
-    """Sum over pairs and pixels of the squared error of W (see _spectral.quadratic_loss)."""
-    return _spectral.quadratic_loss(ctx.xp, X, S, E, W, shape)
+def power(ctx, S, n):
+    """P = S/n float32 (see _spectral.power)."""
+    return _spectral.power(ctx.xp, S, n)
 
 
 def relative_change(ctx, new, old, P):
