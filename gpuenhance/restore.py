@@ -103,8 +103,8 @@ class LMSRestorer:
     (the spatial normal equations formed from X and S, one (2r+1)²-square solve per channel).
     Pick ``"exact"`` to fit a fixed training set: it costs the FFTs every NLMS epoch needs plus
     about one NLMS update (one solve with support), so it is faster than an epoch of several
-    updates (32 pairs, batch_size 8, CPU: 1.5-2.7x per bin, 1.7-4.7x with support 15; about
-    even for a single pair; bench/test_bench_lms.py) and is the optimum NLMS only approaches (on a list of sizes, NLMS visits one size at a time
+    updates (32 pairs, batch_size 8, CPU: 1.1-2.7x per bin, where the FFTs dominate both, and
+    1.4-4.7x with support 15; even for a single pair; bench/test_bench_lms.py) and is the optimum NLMS only approaches (on a list of sizes, NLMS visits one size at a time
     and settles within ~2 % of the optimum's training error, not on it). Pick ``"nlms"`` for
     :meth:`partial_fit`, streams of pairs that never sit in memory together, or a filter that
     should track drifting data. Bins whose power is far below ``eps`` are damped by the exact
