@@ -33,13 +33,21 @@ complex64 spectra and float32 FFTs (the package's numerical contract).
 - ``lms``: gpuenhance.LMSRestorer fitted on the training pairs (mu 0.5, ``eps`` = 1e-20,
   full-batch steps, ``LMS_EPOCHS`` epochs), then ``restore`` on the test images.
 - ``lms_support``: the same with ``support = LMS_SUPPORT`` (a spatial kernel of (2r+1)² taps).
+- ``lms_default``: ``LMSRestorer().fit(train_deg, train_clean)`` with every default (what a new
+  user gets: minibatches of 8, ``eps`` = 1e-8, epochs until converged with the decaying step).
+- ``lms_exact``: ``LMSRestorer(solver="exact").fit(...)``, default ``eps``: the per-bin
+  least-squares filter from one streaming pass.
+- ``lms_exact_support``: ``LMSRestorer(solver="exact", support=...)``: the least-squares
+  (2r+1)² kernel solved directly (what ``lms_support`` iterates towards).
 - ``emp_wiener64`` (diagnostic, not in the rule): LMS's fixed point Σconj(G)F / Σ|G|² over the
   same training pairs, computed in float64.
 - ``ls_kernel64`` (diagnostic, not in the rule): the least-squares (2r+1)² kernel on the same
   training pairs (normal equations in float64), i.e. what ``lms_support`` should converge to.
 
 Scores: PSNR and SSIM (gpuenhance.metrics, data_range = 1.0) after cropping ``BORDER`` pixels
-at each side, averaged over the test images. Per row and LMS variant: PASS when LMS is within
+at each side, averaged over the test images. Default-fit check (issue 13's target), per row for
+``lms_default`` and ``lms_exact``: PASS when within 0.3 dB of the oracle (mean-spectrum) Wiener
+filter and not below the degraded input. Per row and LMS variant: PASS when LMS is within
 0.5 dB of the oracle Wiener (LMS − oracle ≥ −0.5) and no more than 0.1 dB below both the
 tuned parametric Wiener and the inverse filter; else MISS, with the gaps and a reason derived
 from the float64 diagnostics (float32 arithmetic, finite / unrepresentative training set,
@@ -308,6 +316,26 @@ def _lms(train_deg, train_clean, test_deg, support, epochs):
     return model.restore(test_deg)
 
 
+def _lms_defaults(train_deg, train_clean, test_deg, **kwargs):
+    """Restore the test images with ``LMSRestorer(**kwargs)`` fitted with its defaults."""
+    from gpuenhance import LMSRestorer
+
+    model = LMSRestorer(**kwargs).fit(train_deg, train_clean)
+    return model.restore(test_deg), model.n_epochs_, model.converged_
+
+
+def _default_check(m, methods):
+    """Issue 13's target: within 0.3 dB of the oracle Wiener, never below the degraded input."""
+    if "psnr" not in m:
+        return {"verdict": m.get("status", "-")}
+    g_o = m["psnr"] - methods["oracle_wiener"]["psnr"]
+    g_d = m["psnr"] - methods["degraded"]["psnr"]
+    g_e = m["psnr"] - methods["emp_wiener64"]["psnr"]
+    ok = g_o >= -0.3 and g_d >= 0.0
+    return {"verdict": "PASS" if ok else "MISS", "gap_oracle": g_o, "gap_degraded": g_d,
+            "gap_emp64": g_e}
+
+
 def _guard(fn):
     try:
         return fn(), None
@@ -441,6 +469,15 @@ def quality_row(colour, name, H, noise, data, border, smoke) -> dict:
     for key, sup in (("lms", None), ("lms_support", support)):
         res, err = _guard(lambda sup=sup: _lms(tr_deg, train, te_deg, sup, epochs))
         methods[key] = {"status": err} if err else scores(test, np.asarray(res), border)
+    for key, kwargs in (("lms_default", {}), ("lms_exact", {"solver": "exact"}),
+                        ("lms_exact_support", {"solver": "exact", "support": support})):
+        res, err = _guard(lambda kw=kwargs: _lms_defaults(tr_deg, train, te_deg, **kw))
+        if err:
+            methods[key] = {"status": err}
+            continue
+        methods[key] = scores(test, np.asarray(res[0]), border)
+        if key == "lms_default":
+            params["default_epochs"], params["default_converged"] = res[1], bool(res[2])
     out_emp, out_ls = _diagnostics(tr_deg, data["F_train"], G_te, support)
     methods["emp_wiener64"] = scores(test, out_emp, border)
     methods["ls_kernel64"] = scores(test, out_ls, border)
@@ -464,6 +501,8 @@ def quality_row(colour, name, H, noise, data, border, smoke) -> dict:
         "tuned": params,
         "lms_check": checks["lms"],
         "lms_support_check": checks["lms_support"],
+        "default_check": {key: _default_check(methods[key], methods)
+                          for key in ("lms_default", "lms_exact")},
     }
 
 
@@ -482,6 +521,31 @@ def checks_markdown(doc: dict) -> str:
             g = [f"{c[k]:+.2f}" if k in c else "-" for k in ("gap_oracle", "gap_param", "gap_inverse")]
             out.append(f"| {r['colour']} | {r['degradation']} | {r['noise']} | {key} | {c['verdict']} | "
                        + " | ".join(g) + f" | {c.get('reason', '')} |")
+    out += ["\n### Default fit and exact solver against the oracle\n",
+            "PSNR dB on the held-out test images. Target: the default `LMSRestorer().fit` within "
+            "0.3 dB of the oracle (mean-spectrum) Wiener filter and never below the degraded "
+            "input; Δ are the variant minus oracle / degraded / float64 empirical Wiener.\n",
+            "| colour | degradation | noise σ | degraded | oracle | default fit | epochs | exact | "
+            "default: verdict (Δoracle, Δdegraded, Δemp64) | exact: verdict (Δoracle, Δdegraded, Δemp64) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        m, checks = r["methods"], r.get("default_check", {})
+
+        def cell(key):
+            v = m.get(key, {})
+            return f"{v['psnr']:.2f}" if "psnr" in v else v.get("status", "-")
+
+        def verdict(key):
+            c = checks.get(key, {})
+            gaps = ", ".join(f"{c[k]:+.2f}" for k in ("gap_oracle", "gap_degraded", "gap_emp64") if k in c)
+            return f"{c.get('verdict', '-')} ({gaps})"
+
+        epochs = r["tuned"].get("default_epochs", "-")
+        if r["tuned"].get("default_converged") is False:
+            epochs = f"{epochs} (cap)"
+        out.append(f"| {r['colour']} | {r['degradation']} | {r['noise']} | {cell('degraded')} | "
+                   f"{cell('oracle_wiener')} | {cell('lms_default')} | {epochs} | {cell('lms_exact')} | "
+                   f"{verdict('lms_default')} | {verdict('lms_exact')} |")
     return "\n".join(out)
 
 
@@ -564,7 +628,7 @@ def run(smoke: bool = False, log=print) -> dict:
         "lms": {"mu": LMS_MU, "eps": LMS_EPS, "support_eps": LMS_SUPPORT_EPS, "epochs": 3 if smoke else LMS_EPOCHS,
                 "batch_size": "all training pairs", "support": LMS_SUPPORT},
         "methods": ["degraded", "inverse", "param_wiener", "skimage_wiener", "oracle_wiener", "lms", "lms_support",
-                    "emp_wiener64", "ls_kernel64"],
+                    "lms_default", "lms_exact", "lms_exact_support", "emp_wiener64", "ls_kernel64"],
         "rows": [],
         "enhance_roi": [],
     }
@@ -587,7 +651,11 @@ def run(smoke: bool = False, log=print) -> dict:
                     log(f"  {row['colour']:<6} {name:<22} σ={noise:<6} oracle "
                         f"{row['methods']['oracle_wiener']['psnr']:.2f} dB, LMS "
                         + (f"{row['methods']['lms']['psnr']:.2f} dB {c['verdict']}" if "psnr" in row["methods"]["lms"]
-                           else c["verdict"]))
+                           else c["verdict"])
+                        + ", default fit " + (f"{row['methods']['lms_default']['psnr']:.2f} dB "
+                                              f"{row['default_check']['lms_default']['verdict']}"
+                                              if "psnr" in row["methods"]["lms_default"]
+                                              else row["methods"]["lms_default"]["status"]))
         gray_test = _centre_crop(_load("camera"), size)
         col_test = _centre_crop(_load("astronaut"), size)
         for nm, img in (("camera", gray_test), ("astronaut", col_test)):

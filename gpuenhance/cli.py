@@ -351,6 +351,47 @@ def _as_stack(images: list) -> np.ndarray:
     return stack[..., :3] if stack.shape[-1] == 4 else stack
 
 
+def _fit_image(img: np.ndarray) -> np.ndarray:
+    """One image for fitting; alpha is dropped, as ``restore apply`` (run_files) passes it through."""
+    return img[..., :3] if img.ndim == 3 and img.shape[-1] == 4 else img
+
+
+def _mean_psnr(clean: list, images: list) -> float:
+    """Mean PSNR (dB) over pairs, each on its dtype's normalized range (identical: 100 dB)."""
+    from ._image import dtype_max
+    from .metrics import psnr
+
+    values = []
+    for ref, img in zip(clean, images):
+        ref64 = np.asarray(ref, np.float64) / dtype_max(ref.dtype)
+        img64 = np.asarray(img, np.float64).reshape(ref.shape) / dtype_max(img.dtype)
+        value = psnr(ref64, img64, data_range=1.0)
+        values.append(min(value, 100.0))
+    return float(np.mean(values))
+
+
+def _validation_split(names: list, fraction: float, seed: int):
+    """(training names, validation names): a seeded random ``fraction`` held out."""
+    if fraction == 0:
+        return names, []
+    if len(names) < 2:
+        raise UsageError(
+            f"--val {fraction:g} holds out pairs for validation but there is only "
+            f"{len(names)} pair; add pairs or pass --val 0"
+        )
+    n_val = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
+    order = np.random.default_rng(seed).permutation(len(names))
+    held = sorted(names[i] for i in order[:n_val])
+    return [n for n in names if n not in set(held)], held
+
+
+def _fraction(text: str) -> float:
+    value = _float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1); got {text!r}")
+    return value
+
+
 def _cmd_restore_fit(args) -> int:
     from .restore import LMSRestorer
 
@@ -374,37 +415,106 @@ def _cmd_restore_fit(args) -> int:
             "--degraded and --clean must hold the same relative paths; " + "; ".join(parts)
         )
     names = sorted(degraded)
+    pairs = {n: (_fit_image(degraded[n][1]), _fit_image(clean[n][1])) for n in names}
     ref_name = names[0]
-    ref = degraded[ref_name][1]
+    ref = pairs[ref_name][0]
     for name in names:
-        for label, group in (("degraded", degraded), ("clean", clean)):
-            path, img = group[name]
-            if img.shape != ref.shape or img.dtype != ref.dtype:
-                raise UsageError(
-                    f"every image must have the shape and dtype of {str(degraded[ref_name][0])!r} "
-                    f"({ref.shape} {ref.dtype}); {label} {str(path)!r} is {img.shape} {img.dtype}"
-                )
-    deg = _as_stack([degraded[n][1] for n in names])
-    cln = _as_stack([clean[n][1] for n in names])
-    kwargs = dict(mu=args.mu, leak=args.leak, batch_size=args.batch_size, backend=args.backend)
+        (d_path, _), (c_path, _) = degraded[name], clean[name]
+        d, c = pairs[name]
+        if c.shape != d.shape:
+            raise UsageError(
+                f"each clean image must have the shape of its degraded image; clean "
+                f"{str(c_path)!r} is {c.shape}, degraded {str(d_path)!r} is {d.shape}"
+            )
+        channels = (d.shape[2] if d.ndim == 3 else 1, ref.shape[2] if ref.ndim == 3 else 1)
+        if channels[0] != channels[1]:
+            raise UsageError(
+                f"every image must have the channels of {str(degraded[ref_name][0])!r} "
+                f"({channels[1]}); {str(d_path)!r} has {channels[0]}"
+            )
+        if d.shape[:2] != ref.shape[:2] and args.support is None:
+            raise UsageError(
+                f"images of different sizes need --support R (a spatial kernel of (2R+1)² "
+                f"taps fits any size): {str(degraded[ref_name][0])!r} is {ref.shape}, "
+                f"{str(d_path)!r} is {d.shape}"
+            )
+    train, held = _validation_split(names, args.val, args.seed)
+    kwargs = dict(mu=args.mu, leak=args.leak, batch_size=args.batch_size, solver=args.solver,
+                  tol=args.tol, max_epochs=args.max_epochs, backend=args.backend)
     if args.support is not None:
         kwargs["support"] = args.support
     try:
         restorer = LMSRestorer(**kwargs)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    deg_list = [pairs[n][0] for n in train]
+    cln_list = [pairs[n][1] for n in train]
+    if len({(d.shape, d.dtype) for d in deg_list} | {(c.shape, c.dtype) for c in cln_list}) == 1:
+        deg, cln = _as_stack(deg_list), _as_stack(cln_list)  # one stack: the fast path
+    else:
+        deg, cln = deg_list, cln_list
+    total = 1 if args.solver == "exact" else (args.epochs or args.max_epochs)
+    bar = _progress_bar(total, "gpuenhance restore fit")
+
+    def progress(epoch, change):
+        if bar is not None:
+            bar.update(1)
+            if change is not None:
+                bar.set_postfix(change=f"{change:.1e}")
+
+    if bar is not None:
+        bar.unit = "epoch"
     try:
-        restorer.fit(deg, cln, epochs=args.epochs)
+        restorer.fit(deg, cln, epochs=args.epochs, seed=args.seed, progress=progress)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"cannot fit on these images: {exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    how = ("exact solve" if args.solver == "exact" else
+           f"{restorer.n_epochs_} epochs" + ("" if args.epochs else
+                                             (", converged" if restorer.converged_ else
+                                              f", not converged (--max-epochs {args.max_epochs})")))
+    print(f"gpuenhance: fitted an LMS restoration filter on {len(train)} pairs ({how})")
+    restorer.metadata["training"] = {"pairs": len(train), "epochs": restorer.n_epochs_,
+                                     "converged": bool(restorer.converged_)}
+    worse = False
+    if held:
+        val_d = [pairs[n][0] for n in held]
+        val_c = [pairs[n][1] for n in held]
+        restored = [restorer.restore(d) for d in val_d]
+        before, after = _mean_psnr(val_c, val_d), _mean_psnr(val_c, restored)
+        restorer.metadata["validation"] = {"pairs": len(held), "names": held,
+                                           "psnr_degraded": before, "psnr_restored": after}
+        print(f"gpuenhance: validation on {len(held)} held-out pairs: PSNR {before:.2f} dB "
+              f"degraded -> {after:.2f} dB restored ({after - before:+.2f} dB)")
+        worse = after < before
+    if worse and not args.force:
+        print(
+            "gpuenhance restore fit: error: the filter makes the held-out validation images "
+            "worse; not saved. Check that --degraded and --clean pair up and that the "
+            "training pairs resemble the images to restore, or pass --force to keep it",
+            file=sys.stderr,
+        )
+        return 1
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     restorer.save(out)
-    print(
-        f"gpuenhance: fitted an LMS restoration filter on {len(names)} pairs of "
-        f"{ref.shape[1]}x{ref.shape[0]} images ({args.epochs} epochs); saved {out}"
-    )
+    if worse:
+        print("gpuenhance: warning: kept (--force) although it makes validation images worse",
+              file=sys.stderr)
+    print(f"gpuenhance: saved {out}")
     return 0
+
+
+def _validation_note(restorer) -> str:
+    """What ``restore fit`` recorded about the filter's held-out validation."""
+    val = restorer.metadata.get("validation")
+    if not val:
+        return "the filter records no validation (fitted with --val 0, or not by 'restore fit')"
+    gain = val["psnr_restored"] - val["psnr_degraded"]
+    return (f"the filter's validation: PSNR {val['psnr_degraded']:.2f} dB -> "
+            f"{val['psnr_restored']:.2f} dB ({gain:+.2f} dB) on {val['pairs']} held-out pairs")
 
 
 def _cmd_restore_apply(args) -> int:
@@ -418,6 +528,7 @@ def _cmd_restore_apply(args) -> int:
         raise UsageError(f"--filter: {exc}") from None
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"--filter: cannot load {args.filter!r}: {exc}") from None
+    print(f"gpuenhance: {_validation_note(restorer)}")
 
     def apply(batch, backend=None):
         restorer.backend = backend  # the engine run_files resolved for this run
@@ -537,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+    from .restore import DEFAULT_MAX_EPOCHS, DEFAULT_TOL, SOLVERS
+
     restore = sub.add_parser("restore", help="learn or apply an FFT-LMS restoration filter")
     rsub = restore.add_subparsers(dest="restore_command", metavar="ACTION")
     rsub.required = True
@@ -549,12 +662,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--degraded", required=True, metavar="DIR", help="folder of degraded images")
     fit.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images")
     fit.add_argument("-o", "--output", required=True, metavar="FILTER", help="filter file (.npz)")
-    fit.add_argument("--epochs", type=_positive_int, default=1, metavar="N",
-                     help="passes over the pairs (default: %(default)s)")
+    fit.add_argument("--solver", choices=SOLVERS, default=SOLVERS[0],
+                     help="nlms: iterate until converged; exact: solve in one pass "
+                     "(default: %(default)s)")
+    fit.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                     help="exactly N NLMS passes at a constant step (default: until the filter "
+                     "changes by less than --tol over a pass, at most --max-epochs)")
+    fit.add_argument("--tol", type=_float, default=DEFAULT_TOL,
+                     help="convergence tolerance (default: %(default)s)")
+    fit.add_argument("--max-epochs", type=_positive_int, default=DEFAULT_MAX_EPOCHS, metavar="N",
+                     help="most passes when converging (default: %(default)s)")
     fit.add_argument("--mu", type=_float, default=0.5, help="NLMS step size (default: %(default)s)")
     fit.add_argument("--leak", type=_float, default=0.0, help="leakage (default: %(default)s)")
     fit.add_argument("--support", type=_nonnegative_int, default=None, metavar="R",
-                     help="spatial support radius of the filter (default: unrestricted)")
+                     help="spatial support radius of the filter; lets images of different "
+                     "sizes train one filter (default: unrestricted)")
+    fit.add_argument("--val", type=_fraction, default=0.1, metavar="F",
+                     help="fraction of the pairs held out to validate the filter; 0 skips "
+                     "(default: %(default)s)")
+    fit.add_argument("--seed", type=_nonnegative_int, default=0,
+                     help="seed of the validation split and of the pass order (default: %(default)s)")
+    fit.add_argument("--force", action="store_true",
+                     help="save the filter even when it makes the validation images worse")
     _add_engine_options(fit)
     _add_file_options(fit)
     fit.set_defaults(handler=_cmd_restore_fit)

@@ -1,4 +1,5 @@
-// gpuenhance: FFT-LMS restoration, one fused normalized complex LMS step.
+// gpuenhance: FFT-LMS restoration: one fused normalized complex LMS step, and the exact
+// solver's accumulation pass.
 //
 // Spectra are complex64 (float2) arrays laid out (N, H, Wf, C) with Wf = W/2 + 1 (real FFT
 // over H and W). One thread owns one frequency bin (h, w, c) of the weights W and of the running
@@ -61,4 +62,35 @@ __global__ void gpuenhance_lms_step(const float2* __restrict__ G, const float2* 
         __syncthreads();
     }
     if (threadIdx.x == 0) partials[(long long)step * gridDim.x + blockIdx.x] = partial[0];
+}
+
+// The exact solver's streaming pass: per bin i, over a batch of B pairs laid out (B, nbins),
+//
+//   X[i] += sum_b conj(G_b) * F_b      S[i] += sum_b |G_b|^2      E[i] += sum_b |F_b|^2
+//
+// accumulated in double (the sums run over every training pair, so float would lose digits
+// the per-bin solve needs). One thread owns one bin of the accumulators: no atomics.
+__global__ void gpuenhance_lms_accumulate(const float2* __restrict__ G,
+                                          const float2* __restrict__ F,
+                                          double2* __restrict__ X, double* __restrict__ S,
+                                          double* __restrict__ E, int batch, long long nbins) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < nbins; i += stride) {
+        double x_re = 0.0, x_im = 0.0, s = 0.0, e = 0.0;
+        for (int b = 0; b < batch; ++b) {
+            const long long off = (long long)b * nbins + i;
+            const double gx = (double)G[off].x, gy = (double)G[off].y;
+            const double fx = (double)F[off].x, fy = (double)F[off].y;
+            x_re += gx * fx + gy * fy;
+            x_im += gx * fy - gy * fx;
+            s += gx * gx + gy * gy;
+            e += fx * fx + fy * fy;
+        }
+        double2 acc = X[i];
+        acc.x += x_re;
+        acc.y += x_im;
+        X[i] = acc;
+        S[i] += s;
+        E[i] += e;
+    }
 }

@@ -151,7 +151,7 @@ def test_restore_fit_and_apply_match_the_api(tmp_path, rng):
     filt = tmp_path / "filter.npz"
     code = main(["restore", "fit", "--degraded", str(tmp_path / "degraded"), "--clean",
                  str(tmp_path / "clean"), "-o", str(filt), "--epochs", "2", "--mu", "1.0",
-                 "--backend", "cpu"])
+                 "--backend", "cpu", "--val", "0"])
     assert code == 0
     oracle = LMSRestorer(mu=1.0, backend="cpu").fit(degraded[..., None], clean[..., None], epochs=2)
     np.testing.assert_array_equal(LMSRestorer.load(filt).weights_, oracle.weights_)

@@ -32,13 +32,7 @@ def spectra(stack) -> np.ndarray:
 
 def _column_weights(shape) -> np.ndarray:
     """Parseval weights of the rfft columns: 1 for columns without a stored mirror, else 2."""
-    width = int(shape[1])
-    wf = width // 2 + 1
-    weight = np.full(wf, 2.0, dtype=np.float32)
-    weight[0] = 1.0
-    if width % 2 == 0:
-        weight[-1] = 1.0
-    return weight
+    return _spectral.column_weights(np, shape).astype(np.float32)
 
 
 def project_support(W, P, shape, r, eps) -> np.ndarray:
@@ -65,7 +59,8 @@ def weights_from_kernel(taps, shape) -> np.ndarray:
     return np.fft.rfft2(k, axes=(0, 1)).astype(np.complex64)
 
 
-def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support):
+def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support, step0=0,
+               decay=0.0):
     """One pass of normalized complex LMS over the pairs in *order*, *batch_size* at a time.
 
     Parameters
@@ -84,6 +79,9 @@ def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, suppor
     mu, leak, eps, beta : float
     support : int
         Radius of the spatial support projection, or -1 for none.
+    step0, decay : int, float
+        With ``decay > 0`` the step size of the update with global index t = step0 + step is
+        ``mu / (1 + t / decay)``; with 0 it is ``mu`` throughout.
 
     Returns
     -------
@@ -101,7 +99,7 @@ def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, suppor
     P = np.zeros(G.shape[1:], dtype=np.float32) if first else P.astype(np.float32, copy=True)
     weight = _column_weights(shape)[:, None]
     pixels = float(shape[0]) * float(shape[1]) * float(G.shape[3])
-    mu, leak, eps, beta = (np.float32(v) for v in (mu, leak, eps, beta))
+    leak, eps, beta = (np.float32(v) for v in (leak, eps, beta))
     order = np.asarray(order)
     steps = -(-len(order) // batch_size)
     losses = np.empty(steps, dtype=np.float32)
@@ -118,7 +116,8 @@ def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, suppor
             first = False
         else:
             P = beta * P + (np.float32(1) - beta) * p
-        W = W + (mu / (P + eps)) * (grad - leak * W)
+        mu_t = np.float32(_spectral.step_size(mu, step0 + step, decay))
+        W = W + (mu_t / (P + eps)) * (grad - leak * W)
         if support >= 0:
             W = project_support(W, P, shape, support, eps)
     return W.astype(np.complex64, copy=False), P.astype(np.float32, copy=False), losses
@@ -138,3 +137,62 @@ def apply(W, stack) -> np.ndarray:
         scale = np.float32(dtype_max(dtype))
         out = np.clip(np.rint(out * scale), 0, scale).astype(dtype)
     return out
+
+
+def concat(*stacks):
+    """The spectra stacks (N_i, H, Wf, C) of one image size, one after the other."""
+    return np.concatenate(stacks, axis=0)
+
+
+def accumulate(X, S, E, degraded, clean):
+    """Add a batch of pairs (N, H, W, C) to the exact solver's sums (None: start from zero).
+
+    Returns ``(X, S, E)``: float64 sums of conj(G) F, |G|² and |F|² per bin (complex128 /
+    float64 / float64, shaped (H, W//2+1, C)), over ortho spectra of the normalized images.
+    """
+    G = spectra(degraded)
+    F = spectra(clean)
+    # products in complex64 / float32 (each term to float32 rounding), sums in float64;
+    # G is this call's own array, so it is conjugated and multiplied in place
+    s = (G.real * G.real + G.imag * G.imag).sum(axis=0, dtype=np.float64)
+    e = (F.real * F.real + F.imag * F.imag).sum(axis=0, dtype=np.float64)
+    np.conjugate(G, out=G)
+    G *= F
+    x = G.sum(axis=0, dtype=np.complex128)
+    if X is None:
+        return x, s, e
+    X += x
+    S += s
+    E += e
+    return X, S, E
+
+
+def exact_solution(X, S, E, n, reg, shape):
+    """``(W, P, total)``: per-bin least squares and its error (see _spectral.exact_solution)."""
+    return _spectral.exact_solution(np, X, S, E, n, reg, shape)
+
+
+def power(S, n):
+    """P = S/n float32 (see _spectral.power)."""
+    return _spectral.power(np, S, n)
+
+
+def relative_change(new, old, P):
+    """P-weighted relative change of the weights (see _spectral.relative_change)."""
+    return _spectral.relative_change(np, new, old, P)
+
+
+def support_system(S, X, shape, r, scale):
+    """The spatial normal equations ``(A, b)`` of the sums S, X, times *scale* (float64)."""
+    A, b = _spectral.normal_equations(np, S, X, shape, r)
+    return A * scale, b * scale
+
+
+def solve_support(A, b, reg, shape, r):
+    """``(W, quad)`` of the taps solving ``(A + reg I) k = b`` (see _spectral.solve_support)."""
+    return _spectral.solve_support(np, A, b, reg, shape, r)
+
+
+def parseval_sum(Q, shape):
+    """Sum over the full spectrum of a per-bin quantity in the rfft layout."""
+    return _spectral.parseval_sum(np, Q, shape)

@@ -4,7 +4,9 @@ Same functions and signatures as :mod:`gpuenhance._cpu.restore`, with the kernel
 first. FFTs run on cuFFT (CuPy) or ``numpy.fft`` (emulator), cast to complex64/float32.
 Each update step is one launch of ``gpuenhance_lms_step`` (kernels/lms.cu): error, power and
 weight update fused, per-block partial sums of the loss written to a small device array that
-is summed once per epoch, so an epoch never synchronises with the host.
+is summed once per epoch, so an epoch never synchronises with the host. The exact solver's
+streaming pass is one launch of ``gpuenhance_lms_accumulate`` per batch of pairs (float64
+sums on the device); its per-bin and support solves run through ``ctx.xp``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ LMS_FILE = "lms.cu"
 BLOCK = 256
 MAX_BLOCKS = 2048
 STEP_KERNEL = f"gpuenhance_lms_step<{BLOCK}>"
+ACCUMULATE_KERNEL = "gpuenhance_lms_accumulate"
 
-KERNELS = {LMS_FILE: (STEP_KERNEL,)}
-HOT_KERNELS = (STEP_KERNEL,)
+KERNELS = {LMS_FILE: (STEP_KERNEL, ACCUMULATE_KERNEL)}
+HOT_KERNELS = (STEP_KERNEL, ACCUMULATE_KERNEL)
 
 
 def _to_float(ctx, stack):
@@ -64,7 +67,8 @@ def weights_from_kernel(ctx, taps, shape):
     return xp.ascontiguousarray(xp.fft.rfft2(k, axes=(0, 1)).astype(xp.complex64))
 
 
-def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support):
+def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support, step0=0,
+               decay=0.0):
     """One pass of normalized complex LMS; see :func:`gpuenhance._cpu.restore.nlms_epoch`."""
     xp = ctx.xp
     G = xp.ascontiguousarray(G, dtype=xp.complex64)
@@ -109,7 +113,7 @@ def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, s
                 np.int32(wf),
                 np.int32(channels),
                 np.int32(width % 2 == 0),
-                np.float32(mu),
+                np.float32(_spectral.step_size(mu, step0 + step, decay)),
                 np.float32(leak),
                 np.float32(eps),
                 np.float32(beta),
@@ -123,6 +127,62 @@ def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, s
         if support >= 0:
             W = project_support(ctx, W, P, shape, support, eps)
     return W, P, partials.sum(axis=1)
+
+
+def concat(ctx, *stacks):
+    """The spectra stacks (N_i, H, Wf, C) of one image size, one after the other."""
+    return ctx.xp.concatenate(stacks, axis=0)
+
+
+def accumulate(ctx, X, S, E, degraded, clean):
+    """Add a batch of pairs to the exact solver's float64 sums; see the CPU engine's."""
+    xp = ctx.xp
+    G = spectra(ctx, degraded)
+    F = spectra(ctx, clean)
+    bins_shape = G.shape[1:]
+    if X is None:
+        X = xp.zeros(bins_shape, dtype=xp.complex128)
+        S = xp.zeros(bins_shape, dtype=xp.float64)
+        E = xp.zeros(bins_shape, dtype=xp.float64)
+    nbins = int(np.prod(bins_shape))
+    kernel = ctx.function(LMS_FILE, KERNELS[LMS_FILE], ACCUMULATE_KERNEL)
+    kernel(
+        (min(blocks(nbins, BLOCK), MAX_BLOCKS),),
+        (BLOCK,),
+        (G, F, X, S, E, np.int32(G.shape[0]), np.int64(nbins)),
+    )
+    return X, S, E
+
+
+def exact_solution(ctx, X, S, E, n, reg, shape):
+    """``(W, P, total)``: per-bin least squares and its error (see _spectral.exact_solution)."""
+    return _spectral.exact_solution(ctx.xp, X, S, E, n, reg, shape)
+
+
+def power(ctx, S, n):
+    """P = S/n float32 (see _spectral.power)."""
+    return _spectral.power(ctx.xp, S, n)
+
+
+def relative_change(ctx, new, old, P):
+    """P-weighted relative change of the weights (see _spectral.relative_change)."""
+    return _spectral.relative_change(ctx.xp, new, old, P)
+
+
+def support_system(ctx, S, X, shape, r, scale):
+    """The spatial normal equations ``(A, b)`` of the sums S, X, times *scale* (float64)."""
+    A, b = _spectral.normal_equations(ctx.xp, S, X, shape, r)
+    return A * scale, b * scale
+
+
+def solve_support(ctx, A, b, reg, shape, r):
+    """``(W, quad)`` of the taps solving ``(A + reg I) k = b`` (see _spectral.solve_support)."""
+    return _spectral.solve_support(ctx.xp, A, b, reg, shape, r)
+
+
+def parseval_sum(ctx, Q, shape):
+    """Sum over the full spectrum of a per-bin quantity in the rfft layout."""
+    return _spectral.parseval_sum(ctx.xp, Q, shape)
 
 
 def apply(ctx, W, stack):
