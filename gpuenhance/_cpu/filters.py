@@ -9,7 +9,10 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _threads
 from .._image import from_nhwc, to_nhwc
+from .._tiles import axis_windows
+from . import _median
 
 # np.pad modes equal to OpenCV's borderInterpolate rules, repeated reflections included.
 _NP_PAD = {
@@ -27,6 +30,13 @@ _CV_BORDER = {
 
 # Bytes of window copies the NumPy median materialises at once.
 _MEDIAN_CHUNK_BYTES = 64 * 2**20
+
+# Images (H * W * C values) below these sizes are filtered by one call on the calling thread:
+# below them the thread hand-off costs more than the second core saves (bench crossover).
+_BAND_MIN_PIXELS = 1 << 18  # OpenCV median
+_HIST_BAND_MIN_PIXELS = 1 << 14  # sliding-histogram median (far more work per pixel)
+# Bands thinner than this many output rows are not worth a thread.
+_BAND_MIN_ROWS = 16
 
 
 def _pad(img_hwc: np.ndarray, r: int, border: str) -> np.ndarray:
@@ -56,26 +66,11 @@ def _cv_median_ok(dtype: np.dtype, ksize: int, channels: int) -> bool:
     return dtype in (np.dtype(np.uint16), np.dtype(np.float32)) and ksize in (3, 5)
 
 
-def _median_cv(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
-    """cv2.medianBlur on the image padded in the wanted border, cropped back.
-
-    The padding is at least the window radius, so medianBlur's own (replicate) border is never
-    reached by an output pixel that is kept: the result is exact for every border.
-    """
-    h, w, c = img_hwc.shape
-    if border == "replicate":  # medianBlur's own border: no padding needed
-        src = np.ascontiguousarray(_plane(img_hwc))
-        return cv2.medianBlur(src, ksize).reshape(h, w, c)
-    r = ksize // 2
-    padded = _pad(img_hwc, r, border)
-    if c == 1:
-        padded = padded[:, :, 0]
-    out = cv2.medianBlur(padded, ksize)
-    return out.reshape(h + 2 * r, w + 2 * r, c)[r:r + h, r:r + w]
-
-
 def _median_numpy(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
-    """Exact median by partial sort of each window, in row chunks of bounded memory."""
+    """Exact median by partial sort of each window, in row chunks of bounded memory.
+
+    The fallback of the histogram median where Numba cannot be imported.
+    """
     r = ksize // 2
     h, w, c = img_hwc.shape
     padded = _pad(img_hwc, r, border)
@@ -93,30 +88,107 @@ def _median_numpy(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
     return out
 
 
+def _median_cv_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.ndarray,
+                     threads: int) -> None:
+    """cv2.medianBlur of one image into *out_hwc*, in row bands on *threads* threads.
+
+    A band is its output rows plus ``ksize // 2`` rows of real image above and below (the
+    window never reaches further), cropped after the call: a band's own border is applied only
+    to halo rows, which are dropped. With the ``replicate`` border (medianBlur's own) the
+    image is filtered as it is and bands that touch the image's top or bottom let OpenCV
+    apply the border there, as on the whole image; other borders are padded first (``_pad``,
+    OpenCV's rules) so OpenCV's border is never read by a kept pixel.
+    """
+    h, w, c = x_hwc.shape
+    r = ksize // 2
+    off = 0 if border == "replicate" else r
+    src = x_hwc if off == 0 else _pad(x_hwc, r, border)
+    src = np.ascontiguousarray(_plane(src))
+    dst = _plane(out_hwc)
+    bands = _row_bands(h, r, threads, _BAND_MIN_ROWS)
+
+    def one(band):
+        c0, c1 = band
+        a = max(0, c0 + off - r)
+        b = min(src.shape[0], c1 + off + r)
+        res = cv2.medianBlur(src[a:b], ksize)
+        dst[c0:c1] = res[c0 + off - a:c1 + off - a, off:off + w]
+
+    if len(bands) == 1 and off == 0 and dst.flags.c_contiguous:  # straight into the output
+        _store(out_hwc, lambda d: cv2.medianBlur(src, ksize, dst=d))
+        return
+    _threads.run_parallel(one, bands, threads)
+
+
+def _median_hist_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.ndarray,
+                       threads: int) -> None:
+    """The sliding-histogram median (``_median``) of one image, per channel, in row bands."""
+    h, w, c = x_hwc.shape
+    r = ksize // 2
+    padded = _pad(x_hwc, r, border)
+    if x_hwc.dtype == np.uint16:  # one band per thread
+        rows = _row_bands(h, r, threads, _BAND_MIN_ROWS)
+    else:  # ranks of a band stay below 2**FLOAT_BAND_BITS: small histograms, fast sorts
+        target = (1 << _median.FLOAT_BAND_BITS) // (w + 2 * r) - 2 * r
+        rows = _row_bands(h, r, threads, max(8, target), split_small=True)
+    bands = [(ch, c0, c1) for ch in range(c) for c0, c1 in rows]
+
+    def one(band):
+        ch, c0, c1 = band
+        out_hwc[c0:c1, :, ch] = _median.median_plane(padded[c0:c1 + 2 * r, :, ch], ksize)
+
+    _threads.run_parallel(one, bands, threads)
+
+
+def _row_bands(h: int, radius: int, threads: int, min_rows: int,
+               split_small: bool = False) -> list[tuple[int, int]]:
+    """Output row ranges ``[c0, c1)`` of the bands of an image *h* rows high.
+
+    One band per thread (cores from :func:`gpuenhance._tiles.axis_windows`), none thinner
+    than *min_rows*; with *split_small*, bands are also cut to at most *min_rows* rows.
+    """
+    per = -(-h // max(1, threads))
+    per = max(per, min_rows) if not split_small else min(max(1, min_rows), per)
+    return [(c0, c1) for _, _, c0, c1 in axis_windows(h, per + 2 * radius, radius)]
+
+
+def _threads_for(pixels: int, min_pixels: int) -> int:
+    return _threads.num_threads() if pixels >= min_pixels else 1
+
+
 def median_filter(img, ksize: int, border: str):
     """Median over a ksize x ksize window, exact for every dtype and border."""
     if ksize == 1:
         return np.array(img, copy=True)
     x = to_nhwc(img)
     n, h, w, c = x.shape
-    out = np.empty((n, h, w, c), dtype=x.dtype)
     dtype = np.dtype(x.dtype)
     whole = _cv_median_ok(dtype, ksize, c)
-    if whole and n == 1:  # one OpenCV call: hand its result back without another copy
-        res = np.ascontiguousarray(_median_cv(x[0], ksize, border))
-        return from_nhwc(res[None], img.ndim)
     per_channel = not whole and _cv_median_ok(dtype, ksize, 1)
-    for i in range(n):
-        if whole and border == "replicate":
-            src = np.ascontiguousarray(_plane(x[i]))
-            _store(out[i], lambda dst: cv2.medianBlur(src, ksize, dst=dst))
-        elif whole:
-            out[i] = _median_cv(x[i], ksize, border)
+    hist = not whole and not per_channel and _median.available()
+    if whole and n == 1 and border == "replicate" and h * w * c < _BAND_MIN_PIXELS:
+        # small image: one OpenCV call, its result handed back without another copy
+        res = cv2.medianBlur(np.ascontiguousarray(_plane(x[0])), ksize)
+        return from_nhwc(res.reshape(1, h, w, c), img.ndim)
+    out = np.empty((n, h, w, c), dtype=x.dtype)
+    min_pixels = _HIST_BAND_MIN_PIXELS if hist else _BAND_MIN_PIXELS
+    per_image = _threads_for(h * w * c, min_pixels)
+    across = 1 if per_image > 1 else min(n, _threads_for(n * h * w * c, min_pixels))
+
+    def one(i):
+        if whole:
+            _median_cv_image(x[i], ksize, border, out[i], per_image)
         elif per_channel:
             for ch in range(c):
-                out[i, :, :, ch:ch + 1] = _median_cv(x[i, :, :, ch:ch + 1], ksize, border)
+                _median_cv_image(x[i, :, :, ch:ch + 1], ksize, border,
+                                 out[i, :, :, ch:ch + 1], per_image)
+        elif hist:
+            _median_hist_image(x[i], ksize, border, out[i], per_image)
         else:
             out[i] = _median_numpy(x[i], ksize, border)
+
+    # large images: bands of each image on every thread; small ones: images side by side
+    _threads.run_parallel(one, range(n), across)
     return from_nhwc(out, img.ndim)
 
 
