@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,11 @@ def system_threads() -> int:
         if n < 1:
             raise ValueError(f"{ENV_VAR} must be a positive integer; got {text!r}")
         return n
+    return _cores()
+
+
+@functools.lru_cache(maxsize=1)
+def _cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -129,6 +135,7 @@ def _executor(size: int) -> ThreadPoolExecutor:
 def _forget_pool() -> None:  # a forked child has the parent's pool object but not its threads
     global _pool, _pool_size
     _pool, _pool_size = None, 0
+    _cores.cache_clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -155,8 +162,10 @@ def run_parallel(fn: Callable, items: Sequence | Iterable, threads: int | None =
     [1, 4, 9]
     """
     items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
     n = num_threads() if threads is None else threads
-    if n <= 1 or len(items) <= 1:
+    if n <= 1:
         return [fn(item) for item in items]
     m = min(n, len(items))
     pool = _executor(m - 1)

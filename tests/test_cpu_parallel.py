@@ -20,8 +20,7 @@ NP_PAD = {"replicate": "edge", "reflect": "symmetric", "reflect_101": "reflect",
 @pytest.fixture
 def tiny_bands(monkeypatch):
     """Band even tiny images, in bands as thin as one row."""
-    monkeypatch.setattr(cpu_filters, "_BAND_MIN_PIXELS", 0)
-    monkeypatch.setattr(cpu_filters, "_HIST_BAND_MIN_PIXELS", 0)
+    monkeypatch.setattr(cpu_filters, "_BAND_MIN_NS", 0)
     monkeypatch.setattr(cpu_filters, "_BAND_MIN_ROWS", 1)
     monkeypatch.setattr(cpu_tone, "_BAND_MIN_ELEMENTS", 0)
     monkeypatch.setattr(cpu_tone, "_BAND_ALIGN", 8)
@@ -168,7 +167,8 @@ def test_banded_histogram_median_equals_single_thread(rng, tiny_bands, dtype, bo
 
 
 def test_batch_of_small_images_runs_side_by_side(rng, monkeypatch):
-    monkeypatch.setattr(cpu_filters, "_BAND_MIN_PIXELS", 1000)  # each image below, batch above
+    # each image below the threshold, the batch above it
+    monkeypatch.setattr(cpu_filters, "_BAND_MIN_NS", 20 * 30 * 1.3 * 2)
     imgs = rng.integers(0, 256, (5, 20, 30, 1), dtype=np.uint8)
     ref = np.stack([cv2.medianBlur(im[:, :, 0], 5)[:, :, None] for im in imgs])
     with _threads.limit_threads(2):

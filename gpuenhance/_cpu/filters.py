@@ -31,10 +31,15 @@ _CV_BORDER = {
 # Bytes of window copies the NumPy median materialises at once.
 _MEDIAN_CHUNK_BYTES = 64 * 2**20
 
-# Images (H * W * C values) below these sizes are filtered by one call on the calling thread:
-# below them the thread hand-off costs more than the second core saves (bench crossover).
-_BAND_MIN_PIXELS = 1 << 18  # OpenCV median
-_HIST_BAND_MIN_PIXELS = 1 << 14  # sliding-histogram median (far more work per pixel)
+# A median estimated to take less than this on one thread runs as one call on the calling
+# thread: a thread hand-off costs tens of microseconds (bench crossover, 2-core machine).
+_BAND_MIN_NS = 400_000
+# Single-thread cost of cv2.medianBlur in ns per value (bench, 2-core EPYC): the sorting
+# networks of ksize 3 and 5, then the O(1) histogram of uint8 (ksize >= 7).
+_CV_MEDIAN_NS = {("uint8", 3): 0.3, ("uint8", 5): 1.3, ("uint16", 3): 0.4, ("uint16", 5): 2.4,
+                 ("float32", 3): 0.8, ("float32", 5): 3.5}
+_CV_MEDIAN_NS_LARGE = 30.0
+_HIST_MEDIAN_NS = 60.0  # the sliding-histogram median, at least
 # Bands thinner than this many output rows are not worth a thread.
 _BAND_MIN_ROWS = 16
 
@@ -152,8 +157,8 @@ def _row_bands(h: int, radius: int, threads: int, min_rows: int,
     return [(c0, c1) for _, _, c0, c1 in axis_windows(h, per + 2 * radius, radius)]
 
 
-def _threads_for(pixels: int, min_pixels: int) -> int:
-    return _threads.num_threads() if pixels >= min_pixels else 1
+def _threads_for(cost_ns: float, min_ns: float) -> int:
+    return _threads.num_threads() if cost_ns >= min_ns else 1
 
 
 def median_filter(img, ksize: int, border: str):
@@ -166,14 +171,18 @@ def median_filter(img, ksize: int, border: str):
     whole = _cv_median_ok(dtype, ksize, c)
     per_channel = not whole and _cv_median_ok(dtype, ksize, 1)
     hist = not whole and not per_channel and _median.available()
-    if whole and n == 1 and border == "replicate" and h * w * c < _BAND_MIN_PIXELS:
+    if hist or not (whole or per_channel):
+        ns = _HIST_MEDIAN_NS
+    else:
+        ns = _CV_MEDIAN_NS.get((dtype.name, ksize), _CV_MEDIAN_NS_LARGE)
+    image_ns = ns * h * w * c
+    if whole and n == 1 and border == "replicate" and image_ns < _BAND_MIN_NS:
         # small image: one OpenCV call, its result handed back without another copy
         res = cv2.medianBlur(np.ascontiguousarray(_plane(x[0])), ksize)
         return from_nhwc(res.reshape(1, h, w, c), img.ndim)
     out = np.empty((n, h, w, c), dtype=x.dtype)
-    min_pixels = _HIST_BAND_MIN_PIXELS if hist else _BAND_MIN_PIXELS
-    per_image = _threads_for(h * w * c, min_pixels)
-    across = 1 if per_image > 1 else min(n, _threads_for(n * h * w * c, min_pixels))
+    per_image = _threads_for(image_ns, _BAND_MIN_NS)
+    across = 1 if per_image > 1 else min(n, _threads_for(n * image_ns, _BAND_MIN_NS))
 
     def one(i):
         if whole:

@@ -58,11 +58,14 @@ def apply_lut(img, lut):
         if table.ndim == 2:  # per channel: a 256 x 1 table with c channels
             table = table.reshape(256, 1, c)
         out = cv2.LUT(flat, table).reshape(n, h, w, c)
+    elif x.size < _BAND_MIN_ELEMENTS:  # one NumPy call, nothing around it
+        out = lut[x] if lut.ndim == 1 else lut[x, np.arange(c)]
     else:
         src = np.ascontiguousarray(x)
         out = np.empty(src.shape, dtype=lut.dtype)
         if lut.ndim == 1:
-            _elementwise(lambda s_, o_: np.take(lut, s_, out=o_), src, out)
+            # mode="clip": every key is in range, and "raise" would buffer the output
+            _elementwise(lambda s_, o_: np.take(lut, s_, out=o_, mode="clip"), src, out)
         else:  # per channel: entry (value, channel) of the table
             chan = np.arange(c, dtype=np.intp)
 
@@ -97,6 +100,11 @@ def gamma_correct(img, gamma: float, gain: float):
     """``gain * img ** gamma`` on the normalised range; integers through :func:`gamma_table`."""
     if np.dtype(img.dtype).kind == "u":
         return apply_lut(img, gamma_table(img.dtype, gamma, gain))
+    if img.size < _BAND_MIN_ELEMENTS:  # one NumPy call, nothing around it
+        out = np.power(img, np.float32(gamma), dtype=np.float32)
+        if gain != 1.0:
+            out *= np.float32(gain)
+        return out
     src = np.ascontiguousarray(img)
     out = np.empty(src.shape, dtype=np.float32)
     g = np.float32(gamma)
