@@ -217,3 +217,10 @@ def test_banded_float_gamma_is_bit_identical(rng, tiny_bands, gain):
         if gain != 1.0:
             ref2 *= np.float32(gain)
         np.testing.assert_array_equal(gamma_correct(view, 0.45, gain=gain), ref2)
+
+
+def test_threads_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(_threads, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 4

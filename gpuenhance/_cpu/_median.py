@@ -44,7 +44,7 @@ def _kernel():
         w = wp - ksize + 1
         ts = nbits - 8 if nbits > 8 else 0  # coarse shift
         ms = ts // 2  # middle shift
-        top = np.zeros((1 << (nbits - ts)) + 1, np.int32)
+        top = np.zeros((1 << (nbits - ts)) + 1, np.uint16)
         mid = np.zeros((1 << (nbits - ms)) + 1, np.uint16)
         fine = np.zeros((1 << nbits) + 1, np.uint16)
         rank = (ksize * ksize) // 2
@@ -64,14 +64,12 @@ def _kernel():
                     fine[v] -= 1
                     mid[v >> ms] -= 1
                     top[v >> ts] -= 1
-                    if (v >> ts) < cm:
-                        cb -= 1
+                    cb -= (v >> ts) < cm  # branch-free: random data mispredicts
                     v = src[y + ksize - 1, j]
                     fine[v] += 1
                     mid[v >> ms] += 1
                     top[v >> ts] += 1
-                    if (v >> ts) < cm:
-                        cb += 1
+                    cb += (v >> ts) < cm
             step = 1 if (y & 1) == 0 else -1
             for n in range(w):
                 # the median of the window whose left column is x
@@ -105,14 +103,12 @@ def _kernel():
                     fine[v] -= 1
                     mid[v >> ms] -= 1
                     top[v >> ts] -= 1
-                    if (v >> ts) < cm:
-                        cb -= 1
+                    cb -= (v >> ts) < cm  # branch-free: random data mispredicts
                     v = src[r, new]
                     fine[v] += 1
                     mid[v >> ms] += 1
                     top[v >> ts] += 1
-                    if (v >> ts) < cm:
-                        cb += 1
+                    cb += (v >> ts) < cm
                 x += step
 
     return walk
