@@ -56,18 +56,20 @@ def _merge_rounds(rounds: list[dict]) -> dict:
 
 
 def run_speed(families, *, smoke, device, cpu_cap_s, log=print, cases=None, rounds=1,
-              single_thread=False) -> list[dict]:
+              single_thread=False, extra_impls=None, cpu_timer=None) -> list[dict]:
     """Measure every (case, impl); *cases*: fnmatch patterns of case ids (None: all).
 
     With ``rounds > 1`` the implementations of a case are measured in turn, *rounds* times
     over (interleaved, so a busy spell of the machine hits them alike), and each row keeps the
-    median of its rounds. *single_thread* adds gpuenhance's CPU engine held to one thread.
+    median of its rounds. *single_thread* adds gpuenhance's CPU engine held to one thread;
+    *extra_impls* maps a family to more implementations (placed after gpuenhance's).
     """
     rows: list[dict] = []
     for fam in families:
         impls = _peers.impls(fam)
         if single_thread:
             impls.insert(1, _peers.GPUENHANCE_CPU_1T)
+        impls[1:1] = (extra_impls or {}).get(fam, [])
         impls = [i for i in impls if device == "all" or i.device == device]
         for case in _cases.cases(fam, smoke=smoke):
             if not _selected(case.id, cases):
@@ -76,7 +78,8 @@ def run_speed(families, *, smoke, device, cpu_cap_s, log=print, cases=None, roun
             t0 = time.perf_counter()
             for _ in range(max(1, rounds)):
                 for impl in impls:
-                    row = _runner.measure(case, impl, smoke=smoke, cpu_cap_s=cpu_cap_s)
+                    row = _runner.measure(case, impl, smoke=smoke, cpu_cap_s=cpu_cap_s,
+                                          cpu_timer=cpu_timer)
                     row["reference"] = bool(impl.extra.get("reference"))
                     measured[impl.label].append(row)
             for impl in impls:
