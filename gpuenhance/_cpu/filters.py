@@ -97,31 +97,38 @@ def _median_cv_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.nda
                      threads: int) -> None:
     """cv2.medianBlur of one image into *out_hwc*, in row bands on *threads* threads.
 
-    A band is its output rows plus ``ksize // 2`` rows of real image above and below (the
-    window never reaches further), cropped after the call: a band's own border is applied only
-    to halo rows, which are dropped. With the ``replicate`` border (medianBlur's own) the
-    image is filtered as it is and bands that touch the image's top or bottom let OpenCV
-    apply the border there, as on the whole image; other borders are padded first (``_pad``,
-    OpenCV's rules) so OpenCV's border is never read by a kept pixel.
+    A band is its output rows plus ``r = ksize // 2`` rows of real image above and below,
+    clipped to the image (``_tiles.axis_windows``). Where it is clipped (the image's top or
+    bottom) and on the left and right, the band gets the border: medianBlur's own for
+    ``replicate``, else ``cv2.copyMakeBorder`` by OpenCV's rules. Either reads only image rows
+    within ``r`` of that edge, which the band holds (a band is at least ``r + 1`` rows long),
+    so every kept pixel sees what it sees on the whole image; the result is cropped to the
+    band's own rows. An image not longer than ``2 r`` on a side is padded whole (``_pad``:
+    repeated reflections) and filtered in one call.
     """
     h, w, c = x_hwc.shape
     r = ksize // 2
-    off = 0 if border == "replicate" else r
-    src = x_hwc if off == 0 else _pad(x_hwc, r, border)
-    src = np.ascontiguousarray(_plane(src))
     dst = _plane(out_hwc)
+    if border != "replicate" and (h <= 2 * r or w <= 2 * r):
+        res = cv2.medianBlur(np.ascontiguousarray(_plane(_pad(x_hwc, r, border))), ksize)
+        dst[...] = res[r:r + h, r:r + w]
+        return
+    src = np.ascontiguousarray(_plane(x_hwc))
     bands = _row_bands(h, r, threads, _BAND_MIN_ROWS)
+    if len(bands) == 1 and border == "replicate" and dst.flags.c_contiguous:
+        _store(out_hwc, lambda d: cv2.medianBlur(src, ksize, dst=d))  # straight into the output
+        return
 
     def one(band):
         c0, c1 = band
-        a = max(0, c0 + off - r)
-        b = min(src.shape[0], c1 + off + r)
-        res = cv2.medianBlur(src[a:b], ksize)
-        dst[c0:c1] = res[c0 + off - a:c1 + off - a, off:off + w]
+        a, b = max(0, c0 - r), min(h, c1 + r)
+        part, top, left = src[a:b], 0, 0
+        if border != "replicate":
+            top, left = r - (c0 - a), r
+            part = cv2.copyMakeBorder(part, top, r - (b - c1), r, r, _CV_BORDER[border])
+        res = cv2.medianBlur(part, ksize)
+        dst[c0:c1] = res[c0 - a + top:c1 - a + top, left:left + w]
 
-    if len(bands) == 1 and off == 0 and dst.flags.c_contiguous:  # straight into the output
-        _store(out_hwc, lambda d: cv2.medianBlur(src, ksize, dst=d))
-        return
     _threads.run_parallel(one, bands, threads)
 
 
