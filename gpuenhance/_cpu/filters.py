@@ -140,9 +140,10 @@ def _median_hist_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.n
     padded = _pad(x_hwc, r, border)
     if x_hwc.dtype == np.uint16:  # one band per thread
         rows = _row_bands(h, r, threads, _BAND_MIN_ROWS)
-    else:  # ranks of a band stay below 2**FLOAT_BAND_BITS: small histograms, fast sorts
+    else:  # ranks of a band stay below 2**FLOAT_BAND_BITS (small histograms, fast sorts)
+        # unless the halo would then be sorted more than twice over
         target = (1 << _median.FLOAT_BAND_BITS) // (w + 2 * r) - 2 * r
-        rows = _row_bands(h, r, threads, max(8, target), split_small=True)
+        rows = _row_bands(h, r, threads, max(8, 2 * r, target), split_small=True)
     bands = [(ch, c0, c1) for ch in range(c) for c0, c1 in rows]
 
     def one(band):
