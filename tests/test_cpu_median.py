@@ -91,12 +91,19 @@ def test_window_larger_than_image(rng, dtype):
                                   filter_oracle(img, 31, "reflect"))
 
 
-def test_float_bands_of_few_ranks_are_exact(rng, monkeypatch):
-    """Floats are ranked per band: many small bands give the whole-image result."""
-    monkeypatch.setattr(_median, "FLOAT_BAND_BITS", 9)  # bands of a few rows
-    img = values(rng, (37, 21), np.float32, "random")
-    np.testing.assert_array_equal(median_filter(img, 9, border="reflect_101"),
-                                  filter_oracle(img, 9, "reflect_101"))
+@pytest.mark.parametrize("ksize", [9, 15])
+def test_float_tiles_are_exact(rng, monkeypatch, ksize):
+    """Floats are ranked per tile: many small tiles (9) or long bands (15: the window is too
+    large for a tile) give the whole-image result."""
+    monkeypatch.setattr(_median, "FLOAT_TILE_VALUES", 24 * 24)
+    img = values(rng, (37, 21, 2), np.float32, "random")
+    np.testing.assert_array_equal(median_filter(img, ksize, border="reflect_101"),
+                                  filter_oracle(img, ksize, "reflect_101"))
+
+
+def test_large_float_tile_uses_32_bit_ranks(rng):
+    plane = values(rng, (300, 260), np.float32, "random")  # 78000 values > 2**16
+    np.testing.assert_array_equal(_median.median_plane(plane, 5), sorted_window_median(plane, 5))
 
 
 def test_numpy_fallback_without_numba(rng, monkeypatch):

@@ -5,10 +5,11 @@ down, then right to left), so each output pixel costs ``2 * ksize`` histogram up
 short search, instead of a partial sort of ``ksize**2`` values:
 
 * uint16 images are their own keys (16 bits).
-* float images are replaced by their ranks inside the band being filtered (``argsort``): the
-  median of the ranks is the rank of the median, so the result is the float value itself,
-  bit for bit. NumPy sorts NaNs last, as ``numpy.partition`` does, so the NaN policy of the
-  partial-sort median is kept (NaN counts as larger than every number).
+* float images are replaced by their ranks inside the tile being filtered (``argsort``; ties
+  broken arbitrarily, which does not change the median's value): the median of the ranks is
+  the rank of the median, so the result is the float value itself, bit for bit. Tiles of at
+  most 2**16 values have 16-bit ranks. NumPy sorts NaNs last, as ``numpy.partition`` does, so
+  the NaN policy of the partial-sort median is kept (NaN counts as larger than every number).
 
 The histogram has three levels (coarse / middle / fine) so that the search after a move is a
 few steps: the coarse bucket holding the median is tracked incrementally (it moves little from
@@ -25,8 +26,8 @@ import functools
 
 import numpy as np
 
-#: Fine histogram bits at most for a float band (2**18 ranks: 512 KiB of counters per thread).
-FLOAT_BAND_BITS = 18
+#: Values in one float tile at most (window included): ranks fit 16-bit keys.
+FLOAT_TILE_VALUES = 1 << 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +38,10 @@ def _kernel():
     except Exception:  # noqa: BLE001 - any import problem means "not available"
         return None
 
-    @numba.njit("void(int32[:, ::1], int64, int64, int32[:, ::1])", nogil=True, cache=True)
+    # uint16 keys: 16-bit images and the ranks of float tiles of at most 2**16 values (the
+    # column walks read half the bytes of int32 keys: ~1.5x faster); int32 for larger tiles
+    @numba.njit(["void(uint16[:, ::1], int64, int64, int32[:, ::1])",
+                 "void(int32[:, ::1], int64, int64, int32[:, ::1])"], nogil=True, cache=True)
     def walk(src, ksize, nbits, out):  # pragma: no cover - compiled
         hp, wp = src.shape
         h = hp - ksize + 1
@@ -124,7 +128,8 @@ def median_keys(keys: np.ndarray, ksize: int, nbits: int) -> np.ndarray:
 
     *keys* is already padded: the result has shape ``(h - ksize + 1, w - ksize + 1)``.
     """
-    src = np.ascontiguousarray(keys, dtype=np.int32)
+    dtype = np.uint16 if nbits <= 16 else np.int32
+    src = np.ascontiguousarray(keys, dtype=dtype)
     h, w = src.shape
     out = np.empty((h - ksize + 1, w - ksize + 1), dtype=np.int32)
     _kernel()(src, ksize, max(1, int(nbits)), out)
@@ -137,8 +142,8 @@ def median_plane(padded: np.ndarray, ksize: int) -> np.ndarray:
         return median_keys(padded, ksize, 16).astype(np.uint16)
     flat = padded.reshape(-1)
     order = np.argsort(flat)  # NaNs last, as numpy.partition places them
-    ranks = np.empty(flat.size, dtype=np.int32)
-    ranks[order] = np.arange(flat.size, dtype=np.int32)
     nbits = max(1, int(flat.size - 1).bit_length())
+    ranks = np.empty(flat.size, dtype=np.uint16 if nbits <= 16 else np.int32)
+    ranks[order] = np.arange(flat.size, dtype=ranks.dtype)
     med = median_keys(ranks.reshape(padded.shape), ksize, nbits)
     return flat[order[med]]

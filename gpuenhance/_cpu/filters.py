@@ -5,6 +5,8 @@ Arguments arrive validated and resolved by :mod:`gpuenhance.filters`.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -134,34 +136,46 @@ def _median_cv_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.nda
 
 def _median_hist_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.ndarray,
                        threads: int) -> None:
-    """The sliding-histogram median (``_median``) of one image, per channel, in row bands."""
+    """The sliding-histogram median (``_median``) of one image, per channel, in parts.
+
+    The image is padded whole; a part is a window of the padded image (its output core plus
+    ``ksize - 1``), so it reads what the whole image reads. uint16: one row band per thread.
+    Floats: tiles of at most ``_median.FLOAT_TILE_VALUES`` values, whose ranks are 16-bit
+    keys (row bands of 32-bit ranks for windows too large for such tiles).
+    """
     h, w, c = x_hwc.shape
     r = ksize // 2
     padded = _pad(x_hwc, r, border)
-    if x_hwc.dtype == np.uint16:  # one band per thread
-        rows = _row_bands(h, r, threads, _BAND_MIN_ROWS)
-    else:  # ranks of a band stay below 2**FLOAT_BAND_BITS (small histograms, fast sorts)
-        # unless the halo would then be sorted more than twice over
-        target = (1 << _median.FLOAT_BAND_BITS) // (w + 2 * r) - 2 * r
-        rows = _row_bands(h, r, threads, max(8, 2 * r, target), split_small=True)
-    bands = [(ch, c0, c1) for ch in range(c) for c0, c1 in rows]
+    if x_hwc.dtype == np.uint16:
+        parts = [(y0, y1, 0, w) for y0, y1 in _row_bands(h, r, threads, _BAND_MIN_ROWS)]
+    else:
+        side = math.isqrt(_median.FLOAT_TILE_VALUES) - 2 * r
+        if side >= 16:
+            parts = [(y0, y1, x0, x1) for y0, y1 in _spans(h, side) for x0, x1 in _spans(w, side)]
+        else:  # the halo would be most of a tile: long bands (sorted at most twice over)
+            parts = [(y0, y1, 0, w) for y0, y1 in _spans(h, max(8, 2 * r))]
+    items = [(ch,) + p for ch in range(c) for p in parts]
 
-    def one(band):
-        ch, c0, c1 = band
-        out_hwc[c0:c1, :, ch] = _median.median_plane(padded[c0:c1 + 2 * r, :, ch], ksize)
+    def one(item):
+        ch, y0, y1, x0, x1 = item
+        out_hwc[y0:y1, x0:x1, ch] = _median.median_plane(
+            padded[y0:y1 + 2 * r, x0:x1 + 2 * r, ch], ksize)
 
-    _threads.run_parallel(one, bands, threads)
+    _threads.run_parallel(one, items, threads)
 
 
-def _row_bands(h: int, radius: int, threads: int, min_rows: int,
-               split_small: bool = False) -> list[tuple[int, int]]:
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges of at most *step* covering ``range(n)``."""
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def _row_bands(h: int, radius: int, threads: int, min_rows: int) -> list[tuple[int, int]]:
     """Output row ranges ``[c0, c1)`` of the bands of an image *h* rows high.
 
     One band per thread (cores from :func:`gpuenhance._tiles.axis_windows`), none thinner
-    than *min_rows*; with *split_small*, bands are also cut to at most *min_rows* rows.
+    than *min_rows*.
     """
-    per = -(-h // max(1, threads))
-    per = max(per, min_rows) if not split_small else min(max(1, min_rows), per)
+    per = max(-(-h // max(1, threads)), min_rows)
     return [(c0, c1) for _, _, c0, c1 in axis_windows(h, per + 2 * radius, radius)]
 
 
