@@ -94,8 +94,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-cap-s", type=float, default=40.0,
                     help="skip a call estimated above this many seconds (default 40)")
     ap.add_argument("--cases", default=None, help="comma-separated fnmatch patterns (subset)")
+    ap.add_argument("--peers", default=None,
+                    help="comma-separated fnmatch patterns of peer names to keep, e.g. 'cv2.*' "
+                         "(default: every peer)")
     ap.add_argument("--smoke", action="store_true", help="tiny inputs, one call each")
     ap.add_argument("--out", type=Path, default=report.RESULTS)
+    ap.add_argument("--tag", default=None, help="suffix of the output file names")
     args = ap.parse_args(argv)
 
     chosen = SMOKE_CASES if args.smoke else CASES
@@ -113,11 +117,13 @@ def main(argv=None) -> int:
 
     info = _timing.device_info()
     stem = f"{_dt.date.today().isoformat()}-{_timing.device_label(info)}-cpu-rows" + (
-        "-smoke" if args.smoke else "")
+        "-smoke" if args.smoke else "") + (f"-{args.tag}" if args.tag else "")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = report.run_speed(FAMILIES, smoke=args.smoke, device="cpu", cpu_cap_s=args.cpu_cap_s,
                             cases=list(chosen), rounds=args.rounds, single_thread=True,
-                            extra_impls=extra, cpu_timer=timer)
+                            extra_impls=extra, cpu_timer=timer,
+                            impls_only=[p.strip() for p in args.peers.split(",")]
+                            if args.peers else None)
     doc = {"schema": 1, "date": _dt.datetime.now().isoformat(timespec="seconds"),
            "command": " ".join(["python", "-m", "bench.cpu_rows"] + list(argv or sys.argv[1:])),
            "device": info, "rounds": args.rounds, "cases": list(chosen), "rows": rows,

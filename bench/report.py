@@ -56,13 +56,15 @@ def _merge_rounds(rounds: list[dict]) -> dict:
 
 
 def run_speed(families, *, smoke, device, cpu_cap_s, log=print, cases=None, rounds=1,
-              single_thread=False, extra_impls=None, cpu_timer=None) -> list[dict]:
+              single_thread=False, extra_impls=None, cpu_timer=None,
+              impls_only=None) -> list[dict]:
     """Measure every (case, impl); *cases*: fnmatch patterns of case ids (None: all).
 
     With ``rounds > 1`` the implementations of a case are measured in turn, *rounds* times
     over (interleaved, so a busy spell of the machine hits them alike), and each row keeps the
     median of its rounds. *single_thread* adds gpuenhance's CPU engine held to one thread;
-    *extra_impls* maps a family to more implementations (placed after gpuenhance's).
+    *extra_impls* maps a family to more implementations (placed after gpuenhance's);
+    *impls_only*: fnmatch patterns of implementation names to keep (gpuenhance always kept).
     """
     rows: list[dict] = []
     for fam in families:
@@ -71,6 +73,9 @@ def run_speed(families, *, smoke, device, cpu_cap_s, log=print, cases=None, roun
             impls.insert(1, _peers.GPUENHANCE_CPU_1T)
         impls[1:1] = (extra_impls or {}).get(fam, [])
         impls = [i for i in impls if device == "all" or i.device == device]
+        if impls_only:
+            impls = [i for i in impls if i.name.startswith("gpuenhance")
+                     or any(fnmatch.fnmatchcase(i.name, p) for p in impls_only)]
         for case in _cases.cases(fam, smoke=smoke):
             if not _selected(case.id, cases):
                 continue
