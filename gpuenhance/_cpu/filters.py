@@ -38,8 +38,8 @@ _MEDIAN_CHUNK_BYTES = 64 * 2**20
 _BAND_MIN_NS = 400_000
 # Single-thread cost of cv2.medianBlur in ns per value (bench, 2-core EPYC): the sorting
 # networks of ksize 3 and 5, then the O(1) histogram of uint8 (ksize >= 7).
-_CV_MEDIAN_NS = {("uint8", 3): 0.3, ("uint8", 5): 1.3, ("uint16", 3): 0.4, ("uint16", 5): 2.4,
-                 ("float32", 3): 0.8, ("float32", 5): 3.5}
+_CV_MEDIAN_NS = {("B", 3): 0.3, ("B", 5): 1.3, ("H", 3): 0.4, ("H", 5): 2.4,  # dtype.char
+                 ("f", 3): 0.8, ("f", 5): 3.5}
 _CV_MEDIAN_NS_LARGE = 30.0
 _HIST_MEDIAN_NS = 60.0  # the sliding-histogram median, at least
 # Ops cheaper than this per value are never banded: a band's result is copied into the
@@ -200,7 +200,7 @@ def median_filter(img, ksize: int, border: str):
     if hist or not (whole or per_channel):
         ns = _HIST_MEDIAN_NS
     else:
-        ns = _CV_MEDIAN_NS.get((dtype.name, ksize), _CV_MEDIAN_NS_LARGE)
+        ns = _CV_MEDIAN_NS.get((dtype.char, ksize), _CV_MEDIAN_NS_LARGE)  # .name is slow
     image_ns = ns * h * w * c
     band_ns = image_ns if ns >= _BAND_MIN_NS_PER_VALUE else 0.0
     if whole and n == 1 and border == "replicate" and band_ns < _BAND_MIN_NS:
