@@ -99,12 +99,13 @@ def num_threads() -> int:
 
 @contextlib.contextmanager
 def limit_threads(n: int):
-    """Limit CPU-engine calls made by this thread (or task) to *n* threads inside the block.
+    """Run CPU-engine calls made by this thread (or task) on *n* threads inside the block.
 
     Parameters
     ----------
     n : int
-        Positive thread count; 1 runs every call on the calling thread alone.
+        Positive thread count; 1 runs every call on the calling thread alone. Taken as given,
+        also above the core count (tests use that to force bands on small machines).
 
     Examples
     --------

@@ -34,10 +34,12 @@ _CV_BORDER = {
 _MEDIAN_CHUNK_BYTES = 64 * 2**20
 
 # A median estimated to take less than this on one thread runs as one call on the calling
-# thread: a thread hand-off costs tens of microseconds (bench crossover, 2-core machine).
+# thread. An estimate, not a measured crossover (the shared 2-core machine gave none): a
+# thread hand-off costs tens of microseconds, and at 7 ms (ksize-5 float32 1080p) two bands
+# already ran 1.55x faster than one call (bench/results, quiet run).
 _BAND_MIN_NS = 400_000
-# Single-thread cost of cv2.medianBlur in ns per value (bench, 2-core EPYC): the sorting
-# networks of ksize 3 and 5, then the O(1) histogram of uint8 (ksize >= 7).
+# Approximate single-thread cost of cv2.medianBlur in ns per value (2-core EPYC and Xeon
+# runs): the sorting networks of ksize 3 and 5, then the O(1) histogram of uint8 (ksize >= 7).
 _CV_MEDIAN_NS = {("B", 3): 0.3, ("B", 5): 1.3, ("H", 3): 0.4, ("H", 5): 2.4,  # dtype.char
                  ("f", 3): 0.8, ("f", 5): 3.5}
 _CV_MEDIAN_NS_LARGE = 30.0
