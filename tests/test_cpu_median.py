@@ -112,3 +112,24 @@ def test_numpy_fallback_without_numba(rng, monkeypatch):
     img = values(rng, (9, 11, 2), np.float64, "random")
     np.testing.assert_array_equal(median_filter(img, 5, border="constant"),
                                   filter_oracle(img, 5, "constant"))
+
+
+def test_compiles_without_a_disk_cache(rng, monkeypatch):
+    """No writable cache location (numba raises when asked to cache): compiled per process."""
+    import numba
+
+    real = numba.njit
+
+    def njit(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*args, **kwargs)
+
+    _median._kernel.cache_clear()
+    monkeypatch.setattr(numba, "njit", njit)
+    try:
+        plane = values(rng, (20, 24), np.uint16, "random")
+        np.testing.assert_array_equal(_median.median_plane(plane, 7),
+                                      sorted_window_median(plane, 7))
+    finally:
+        _median._kernel.cache_clear()  # the next use compiles (or loads) the cached kernel

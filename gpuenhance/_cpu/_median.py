@@ -30,6 +30,12 @@ import numpy as np
 FLOAT_TILE_VALUES = 1 << 16
 
 
+# uint16 keys: 16-bit images and the ranks of float tiles of at most 2**16 values (the column
+# walks read half the bytes of int32 keys: ~1.5x faster); int32 for larger tiles.
+_SIGNATURES = ["void(uint16[:, ::1], int64, int64, int32[:, ::1])",
+               "void(int32[:, ::1], int64, int64, int32[:, ::1])"]
+
+
 @functools.lru_cache(maxsize=1)
 def _kernel():
     """The compiled histogram walker, or None when Numba is not importable."""
@@ -37,85 +43,86 @@ def _kernel():
         import numba
     except Exception:  # noqa: BLE001 - any import problem means "not available"
         return None
+    try:  # cached on disk beside this file, or in the user's cache folder
+        return numba.njit(_SIGNATURES, nogil=True, cache=True)(_walk)
+    except Exception:  # noqa: BLE001 - no writable cache location: compile per process
+        return numba.njit(_SIGNATURES, nogil=True)(_walk)
 
-    # uint16 keys: 16-bit images and the ranks of float tiles of at most 2**16 values (the
-    # column walks read half the bytes of int32 keys: ~1.5x faster); int32 for larger tiles
-    @numba.njit(["void(uint16[:, ::1], int64, int64, int32[:, ::1])",
-                 "void(int32[:, ::1], int64, int64, int32[:, ::1])"], nogil=True, cache=True)
-    def walk(src, ksize, nbits, out):  # pragma: no cover - compiled
-        hp, wp = src.shape
-        h = hp - ksize + 1
-        w = wp - ksize + 1
-        ts = nbits - 8 if nbits > 8 else 0  # coarse shift
-        ms = ts // 2  # middle shift
-        top = np.zeros((1 << (nbits - ts)) + 1, np.uint16)
-        mid = np.zeros((1 << (nbits - ms)) + 1, np.uint16)
-        fine = np.zeros((1 << nbits) + 1, np.uint16)
-        rank = (ksize * ksize) // 2
-        cm = 0  # coarse bucket holding the median
-        cb = 0  # number of window values in buckets below cm
-        for i in range(ksize):
-            for j in range(ksize):
-                v = src[i, j]
+
+def _walk(src, ksize, nbits, out):  # pragma: no cover - compiled by Numba
+    """``out[y, x]`` = median key of ``src[y:y + ksize, x:x + ksize]`` (see module docstring)."""
+    hp, wp = src.shape
+    h = hp - ksize + 1
+    w = wp - ksize + 1
+    ts = nbits - 8 if nbits > 8 else 0  # coarse shift
+    ms = ts // 2  # middle shift
+    top = np.zeros((1 << (nbits - ts)) + 1, np.uint16)
+    mid = np.zeros((1 << (nbits - ms)) + 1, np.uint16)
+    fine = np.zeros((1 << nbits) + 1, np.uint16)
+    rank = (ksize * ksize) // 2
+    cm = 0  # coarse bucket holding the median
+    cb = 0  # number of window values in buckets below cm
+    for i in range(ksize):
+        for j in range(ksize):
+            v = src[i, j]
+            fine[v] += 1
+            mid[v >> ms] += 1
+            top[v >> ts] += 1
+    x = 0
+    for y in range(h):
+        if y > 0:  # one row down at column x: drop row y-1, add row y+ksize-1
+            for j in range(x, x + ksize):
+                v = src[y - 1, j]
+                fine[v] -= 1
+                mid[v >> ms] -= 1
+                top[v >> ts] -= 1
+                cb -= (v >> ts) < cm  # branch-free: random data mispredicts
+                v = src[y + ksize - 1, j]
                 fine[v] += 1
                 mid[v >> ms] += 1
                 top[v >> ts] += 1
-        x = 0
-        for y in range(h):
-            if y > 0:  # one row down at column x: drop row y-1, add row y+ksize-1
-                for j in range(x, x + ksize):
-                    v = src[y - 1, j]
-                    fine[v] -= 1
-                    mid[v >> ms] -= 1
-                    top[v >> ts] -= 1
-                    cb -= (v >> ts) < cm  # branch-free: random data mispredicts
-                    v = src[y + ksize - 1, j]
-                    fine[v] += 1
-                    mid[v >> ms] += 1
-                    top[v >> ts] += 1
-                    cb += (v >> ts) < cm
-            step = 1 if (y & 1) == 0 else -1
-            for n in range(w):
-                # the median of the window whose left column is x
-                while cb > rank:
-                    cm -= 1
-                    cb -= top[cm]
-                while cb + top[cm] <= rank:
-                    cb += top[cm]
-                    cm += 1
-                c = cb
-                i = cm << (ts - ms)
-                while c + mid[i] <= rank:
-                    c += mid[i]
-                    i += 1
-                i <<= ms
-                while c + fine[i] <= rank:
-                    c += fine[i]
-                    i += 1
-                out[y, x] = i
-                if n == w - 1:
-                    break
-                # slide one column: drop column `gone`, add column `new`
-                if step == 1:
-                    gone = x
-                    new = x + ksize
-                else:
-                    gone = x + ksize - 1
-                    new = x - 1
-                for r in range(y, y + ksize):
-                    v = src[r, gone]
-                    fine[v] -= 1
-                    mid[v >> ms] -= 1
-                    top[v >> ts] -= 1
-                    cb -= (v >> ts) < cm  # branch-free: random data mispredicts
-                    v = src[r, new]
-                    fine[v] += 1
-                    mid[v >> ms] += 1
-                    top[v >> ts] += 1
-                    cb += (v >> ts) < cm
-                x += step
+                cb += (v >> ts) < cm
+        step = 1 if (y & 1) == 0 else -1
+        for n in range(w):
+            # the median of the window whose left column is x
+            while cb > rank:
+                cm -= 1
+                cb -= top[cm]
+            while cb + top[cm] <= rank:
+                cb += top[cm]
+                cm += 1
+            c = cb
+            i = cm << (ts - ms)
+            while c + mid[i] <= rank:
+                c += mid[i]
+                i += 1
+            i <<= ms
+            while c + fine[i] <= rank:
+                c += fine[i]
+                i += 1
+            out[y, x] = i
+            if n == w - 1:
+                break
+            # slide one column: drop column `gone`, add column `new`
+            if step == 1:
+                gone = x
+                new = x + ksize
+            else:
+                gone = x + ksize - 1
+                new = x - 1
+            for r in range(y, y + ksize):
+                v = src[r, gone]
+                fine[v] -= 1
+                mid[v >> ms] -= 1
+                top[v >> ts] -= 1
+                cb -= (v >> ts) < cm  # branch-free: random data mispredicts
+                v = src[r, new]
+                fine[v] += 1
+                mid[v >> ms] += 1
+                top[v >> ts] += 1
+                cb += (v >> ts) < cm
+            x += step
 
-    return walk
 
 
 def available() -> bool:
