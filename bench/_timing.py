@@ -111,9 +111,9 @@ def time_cpu(
     first = time.perf_counter() - t0
     runs = int(min(max_runs, max(min_runs, target_s / max(first, 1e-9))))
     times = []
-    # OpenCV's pool threads spin for a few ms after a parallel call (the warm-up's, or the
+    # OpenCV's pool threads spin for 10-20 ms after a parallel call (the warm-up's, or the
     # previous row's) and that CPU time is not this call's: let them fall asleep first
-    time.sleep(0.01)
+    time.sleep(0.05)
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     for i in range(runs):
