@@ -165,6 +165,25 @@ def _ge_make(device: str):
 
 
 GPUENHANCE_CPU = Impl("gpuenhance", "cpu", _ge_make("cpu"), is_gpuenhance=True)
+
+
+def _ge_single_thread(case: Case):
+    """gpuenhance's CPU engine held to one thread: the reference of the band-thread speed-up."""
+    from gpuenhance._threads import limit_threads
+
+    run, prepare = _ge_make("cpu")(case)
+
+    def single(*args):
+        with limit_threads(1):
+            return run(*args)
+
+    return single, prepare
+
+
+#: Not a peer: the same engine on one thread (``bench.report --single-thread``); never the
+#: "best peer" a gpuenhance row is compared with.
+GPUENHANCE_CPU_1T = Impl("gpuenhance 1 thread", "cpu", _ge_single_thread,
+                         note="gpuenhance inside limit_threads(1)", extra={"reference": True})
 GPUENHANCE_GPU = Impl("gpuenhance", "gpu", _ge_make("cuda"), is_gpuenhance=True, requires=("cupy",))
 
 

@@ -221,5 +221,6 @@ def row_summary(row: dict) -> dict[str, Any]:
         "extrapolation_factor",
         "measured_s",
         "threads",
+        "cpu_use",
     )
     return {k: row[k] for k in keys if k in row}

@@ -146,17 +146,25 @@ def time_cpu(
     first = time.perf_counter() - t0
     runs = int(min(max_runs, max(min_runs, target_s / max(first, 1e-9))))
     times = []
+    # OpenCV's pool threads spin for 10-20 ms after a parallel call (the warm-up's, or the
+    # previous row's) and that CPU time is not this call's: let them fall asleep first
+    time.sleep(0.05)
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
     for i in range(runs):
         args = inputs[(i + 1) % n_in]
         t0 = time.perf_counter()
         fn(*args)
         times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - wall0
     return {
         "median_s": statistics.median(times),
         "min_s": min(times),
         "runs": runs,
         "warmup": 1,
         "timer": "perf_counter",
+        # cores kept busy on average: process CPU time (all threads) / wall time of the runs
+        "cpu_use": (time.process_time() - cpu0) / wall if wall > 0 else None,
     }
 
 

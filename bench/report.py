@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import fnmatch
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -27,24 +29,127 @@ from . import _cases, _peers, _runner, _timing
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_speed(families, *, smoke, device, cpu_cap_s, log=print) -> list[dict]:
+def _selected(case_id: str, patterns) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(case_id, p) for p in patterns)
+
+
+def _merge_rounds(rounds: list[dict]) -> dict:
+    """One row from the same (case, impl) measured in several interleaved rounds: medians."""
+    row = dict(rounds[-1])
+    ok = [r for r in rounds if r["status"] == "ok" and r.get("median_s")]
+    if len(rounds) == 1 or not ok:
+        return row
+    row = dict(ok[-1])
+    t = statistics.median(r["median_s"] for r in ok)
+    scale = t / row["median_s"]
+    row["median_s"] = t
+    row["min_s"] = min(r.get("min_s", t) for r in ok)
+    row["runs"] = sum(r.get("runs", 1) for r in ok)
+    row["rounds"] = len(ok)
+    row["round_medians_s"] = [r["median_s"] for r in ok]
+    uses = [r["cpu_use"] for r in ok if r.get("cpu_use") is not None]
+    row["cpu_use"] = statistics.median(uses) if uses else None
+    for key in ("mpix_s", "gb_s", "steps_per_s"):
+        if row.get(key):
+            row[key] = row[key] / scale
+    return row
+
+
+def run_speed(families, *, smoke, device, cpu_cap_s, log=print, cases=None, rounds=1,
+              single_thread=False, extra_impls=None, cpu_timer=None,
+              impls_only=None) -> list[dict]:
+    """Measure every (case, impl); *cases*: fnmatch patterns of case ids (None: all).
+
+    With ``rounds > 1`` the implementations of a case are measured in turn, *rounds* times
+    over (interleaved, so a busy spell of the machine hits them alike), and each row keeps the
+    median of its rounds. *single_thread* adds gpuenhance's CPU engine held to one thread;
+    *extra_impls* maps a family to more implementations (placed after gpuenhance's);
+    *impls_only*: fnmatch patterns of implementation names to keep (gpuenhance always kept).
+    """
     rows: list[dict] = []
     for fam in families:
+        impls = _peers.impls(fam)
+        if single_thread:
+            impls.insert(1, _peers.GPUENHANCE_CPU_1T)
+        impls[1:1] = (extra_impls or {}).get(fam, [])
+        impls = [i for i in impls if device == "all" or i.device == device]
+        if impls_only:
+            impls = [i for i in impls if i.name.startswith("gpuenhance")
+                     or any(fnmatch.fnmatchcase(i.name, p) for p in impls_only)]
         for case in _cases.cases(fam, smoke=smoke):
-            for impl in _peers.impls(fam):
-                if device != "all" and impl.device != device:
-                    continue
-                t0 = time.perf_counter()
-                row = _runner.measure(case, impl, smoke=smoke, cpu_cap_s=cpu_cap_s)
+            if not _selected(case.id, cases):
+                continue
+            measured: dict[str, list] = {i.label: [] for i in impls}
+            t0 = time.perf_counter()
+            for _ in range(max(1, rounds)):
+                for impl in impls:
+                    row = _runner.measure(case, impl, smoke=smoke, cpu_cap_s=cpu_cap_s,
+                                          cpu_timer=cpu_timer)
+                    row["reference"] = bool(impl.extra.get("reference"))
+                    measured[impl.label].append(row)
+            for impl in impls:
+                row = _merge_rounds(measured[impl.label])
                 rows.append(row)
                 t = row.get("median_s")
+                use = row.get("cpu_use")
                 log(
                     f"  {case.id:<42} {impl.label:<46} "
                     + (f"{t * 1e3:10.3f} ms" if t else f"{row['status']:>13}")
-                    + f"  ({time.perf_counter() - t0:.1f} s)"
+                    + (f" [{use:.2f}]" if use is not None else "")
                 )
+            log(f"  ({time.perf_counter() - t0:.1f} s for {case.id})")
     _runner.add_ratios(rows)
     return rows
+
+
+def slower_than_best_peer(rows: list[dict]) -> list[dict]:
+    """Every case where gpuenhance (CPU engine) is slower than the fastest CPU peer.
+
+    Extrapolated peers and references (gpuenhance on one thread) are not peers here.
+    """
+    out = []
+    by_case: dict[str, list] = {}
+    for r in rows:
+        if r["device"] == "cpu" and r["status"] == "ok" and r.get("median_s"):
+            by_case.setdefault(r["case"], []).append(r)
+    for case_id, rs in by_case.items():
+        ge = [r for r in rs if r["is_gpuenhance"]]
+        peers = [r for r in rs if not r["is_gpuenhance"] and not r.get("reference")
+                 and not r.get("extrapolated")]
+        if not ge or not peers:
+            continue
+        best = min(peers, key=lambda r: r["median_s"])
+        if ge[0]["median_s"] > best["median_s"]:
+            out.append({"case": case_id, "family": ge[0]["family"],
+                        "gpuenhance_s": ge[0]["median_s"], "peer": best["impl"],
+                        "peer_s": best["median_s"],
+                        "ratio": best["median_s"] / ge[0]["median_s"],
+                        "gpuenhance_cpu_use": ge[0].get("cpu_use"),
+                        "peer_cpu_use": best.get("cpu_use")})
+    return out
+
+
+def slower_markdown(rows: list[dict]) -> str:
+    slow = slower_than_best_peer(rows)
+    cpu_cases = {r["case"] for r in rows if r["device"] == "cpu" and r["is_gpuenhance"]}
+    if not cpu_cases:
+        return ""
+    out = ["\n### CPU rows where gpuenhance is slower than the best CPU peer\n"]
+    if not slow:
+        out.append(f"None of the {len(cpu_cases)} CPU cases measured.")
+        return "\n".join(out)
+    out.append("(×r) = peer time / gpuenhance time (< 1: gpuenhance slower); [u] = CPU use "
+               "(process CPU time / wall time).\n")
+    out.append("| case | gpuenhance[cpu] | best peer | peer time |")
+    out.append("|---|---|---|---|")
+    for s_ in slow:
+        gu = s_["gpuenhance_cpu_use"]
+        pu = s_["peer_cpu_use"]
+        out.append(f"| {s_['case']} | {_fmt_time(s_['gpuenhance_s'])}"
+                   + (f" [{gu:.1f}]" if gu is not None else "")
+                   + f" | {s_['peer']} | {_fmt_time(s_['peer_s'])} (×{s_['ratio']:.2f})"
+                   + (f" [{pu:.1f}]" if pu is not None else "") + " |")
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -68,6 +173,10 @@ def _cell(r):
         s += "*"
     if r.get("ratio_vs_gpuenhance") and not r["is_gpuenhance"]:
         s += f" (×{r['ratio_vs_gpuenhance']:.2f})"
+    if r["device"] == "cpu" and r.get("cpu_use") is not None:
+        s += f" [{r['cpu_use']:.1f}]"
+    if r.get("slower_than_best_peer"):
+        s += " **slower**"
     if r["device"] == "gpu" and r.get("pct_copy_bw") is not None:
         s += f" [{r['gb_s']:.0f} GB/s, {r['pct_copy_bw']:.0f}%]"
     if r["family"] == "patch_sgd" and r.get("steps_per_s"):
@@ -77,6 +186,10 @@ def _cell(r):
 
 def speed_markdown(rows: list[dict]) -> str:
     out = []
+    slow = {s_["case"] for s_ in slower_than_best_peer(rows)}
+    for r in rows:
+        r["slower_than_best_peer"] = (r["is_gpuenhance"] and r["device"] == "cpu"
+                                      and r["case"] in slow)
     for fam in _cases.FAMILIES:
         frows = [r for r in rows if r["family"] == fam]
         if not frows:
@@ -93,8 +206,9 @@ def speed_markdown(rows: list[dict]) -> str:
             continue
         out.append(f"\n### {_cases.OP_NAMES[fam]}\n")
         out.append("Median time per call; (×r) = peer time / gpuenhance time on the same device "
-                   "(r > 1: gpuenhance faster); GPU cells add [GB/s, % of copy bandwidth]; "
-                   "* = extrapolated (see notes).\n")
+                   "(r > 1: gpuenhance faster); CPU cells add [CPU use = process CPU time / wall "
+                   "time]; **slower** marks a gpuenhance CPU row slower than the best CPU peer; "
+                   "GPU cells add [GB/s, % of copy bandwidth]; * = extrapolated (see notes).\n")
         out.append("| case | " + " | ".join(labels) + " |")
         out.append("|---" * (len(labels) + 1) + "|")
         by_case: dict[str, dict] = {}
@@ -102,6 +216,7 @@ def speed_markdown(rows: list[dict]) -> str:
             by_case.setdefault(r["case"], {})[f"{r['impl']}[{r['device']}]"] = r
         for case_id, cells in by_case.items():
             out.append(f"| {case_id} | " + " | ".join(_cell(cells[l]) if l in cells else "" for l in labels) + " |")
+    out.append(slower_markdown(rows))
     notes = {}
     for r in rows:
         if r["status"] != "ok" or r.get("extrapolated"):
@@ -231,12 +346,22 @@ def main(argv=None) -> int:
     ap.add_argument("--throughput-n", type=int, default=None,
                     help="images in the throughput folder (default 1000 at 1080p; smoke 6 tiny)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed suites")
+    ap.add_argument("--cases", default=None,
+                    help="comma-separated fnmatch patterns of case ids to measure "
+                         "(e.g. 'median-ksize15-*-4K-b1,lut-uint16-*'); default: all")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each case's implementations this many times, interleaved, "
+                         "and keep the median (default 1)")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="add gpuenhance's CPU engine held to one thread (limit_threads(1))")
+    ap.add_argument("--stem", default=None, help="output file name stem (default <date>-<device>)")
     args = ap.parse_args(argv)
 
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="gpuenhance-bench-")) if args.smoke else RESULTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = _timing.device_info()
-    stem = f"{_dt.date.today().isoformat()}-{_timing.device_label(info)}" + ("-smoke" if args.smoke else "")
+    stem = args.stem or (f"{_dt.date.today().isoformat()}-{_timing.device_label(info)}"
+                         + ("-smoke" if args.smoke else ""))
     print(f"device: {info['gpu']['name'] if info['gpu'] else info['cpu_model']}; output: {out_dir}/{stem}.*")
 
     t_start = time.perf_counter()
@@ -244,8 +369,11 @@ def main(argv=None) -> int:
     unknown = set(families) - set(_cases.FAMILIES)
     if unknown:
         ap.error(f"unknown families: {sorted(unknown)}")
+    patterns = [p.strip() for p in args.cases.split(",") if p.strip()] if args.cases else None
     rows = [] if args.no_speed else run_speed(families, smoke=args.smoke, device=args.device,
-                                              cpu_cap_s=args.cpu_cap_s)
+                                              cpu_cap_s=args.cpu_cap_s, cases=patterns,
+                                              rounds=args.rounds,
+                                              single_thread=args.single_thread)
     copy_bw = None
     if info["gpu"] and args.device != "cpu":
         copy_bw = _timing.copy_bandwidth_gbs(smoke=args.smoke)
@@ -276,9 +404,12 @@ def main(argv=None) -> int:
         "device": info,
         "copy_bandwidth_gb_s": copy_bw,
         "settings": {"cpu_cap_s": args.cpu_cap_s, "families": families, "device": args.device,
+                     "cases": patterns, "rounds": args.rounds,
+                     "single_thread": args.single_thread,
                      "gpu_min_runs": _timing.GPU_MIN_RUNS,
                      "rotation_min_bytes": _timing.ROTATION_MIN_BYTES},
         "rows": rows,
+        "slower_than_best_peer": slower_than_best_peer(rows),
         "quality": q,
         "throughput": tp,
         "plots": png,

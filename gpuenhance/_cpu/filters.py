@@ -5,11 +5,16 @@ Arguments arrive validated and resolved by :mod:`gpuenhance.filters`.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _threads
 from .._image import from_nhwc, to_nhwc
+from .._tiles import axis_windows
+from . import _median
 
 # np.pad modes equal to OpenCV's borderInterpolate rules, repeated reflections included.
 _NP_PAD = {
@@ -27,6 +32,24 @@ _CV_BORDER = {
 
 # Bytes of window copies the NumPy median materialises at once.
 _MEDIAN_CHUNK_BYTES = 64 * 2**20
+
+# A median estimated to take less than this on one thread runs as one call on the calling
+# thread. An estimate, not a measured crossover (the shared 2-core machine gave none): a
+# thread hand-off costs tens of microseconds, and at 7 ms (ksize-5 float32 1080p) two bands
+# already ran 1.55x faster than one call (bench/results, quiet run).
+_BAND_MIN_NS = 400_000
+# Approximate single-thread cost of cv2.medianBlur in ns per value (2-core EPYC and Xeon
+# runs): the sorting networks of ksize 3 and 5, then the O(1) histogram of uint8 (ksize >= 7).
+_CV_MEDIAN_NS = {("B", 3): 0.3, ("B", 5): 1.3, ("H", 3): 0.4, ("H", 5): 2.4,  # dtype.char
+                 ("f", 3): 0.8, ("f", 5): 3.5}
+_CV_MEDIAN_NS_LARGE = 30.0
+_HIST_MEDIAN_NS = 60.0  # the sliding-histogram median, at least
+# Ops cheaper than this per value are never banded: a band's result is copied into the
+# output once more, which costs about as much as the op (4K ksize-3 uint8: 1.3 ms on one
+# thread, 2.1 ms in two bands on two cores).
+_BAND_MIN_NS_PER_VALUE = 1.0
+# Bands thinner than this many output rows are not worth a thread.
+_BAND_MIN_ROWS = 16
 
 
 def _pad(img_hwc: np.ndarray, r: int, border: str) -> np.ndarray:
@@ -56,26 +79,11 @@ def _cv_median_ok(dtype: np.dtype, ksize: int, channels: int) -> bool:
     return dtype in (np.dtype(np.uint16), np.dtype(np.float32)) and ksize in (3, 5)
 
 
-def _median_cv(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
-    """cv2.medianBlur on the image padded in the wanted border, cropped back.
-
-    The padding is at least the window radius, so medianBlur's own (replicate) border is never
-    reached by an output pixel that is kept: the result is exact for every border.
-    """
-    h, w, c = img_hwc.shape
-    if border == "replicate":  # medianBlur's own border: no padding needed
-        src = np.ascontiguousarray(_plane(img_hwc))
-        return cv2.medianBlur(src, ksize).reshape(h, w, c)
-    r = ksize // 2
-    padded = _pad(img_hwc, r, border)
-    if c == 1:
-        padded = padded[:, :, 0]
-    out = cv2.medianBlur(padded, ksize)
-    return out.reshape(h + 2 * r, w + 2 * r, c)[r:r + h, r:r + w]
-
-
 def _median_numpy(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
-    """Exact median by partial sort of each window, in row chunks of bounded memory."""
+    """Exact median by partial sort of each window, in row chunks of bounded memory.
+
+    The fallback of the histogram median where Numba cannot be imported.
+    """
     r = ksize // 2
     h, w, c = img_hwc.shape
     padded = _pad(img_hwc, r, border)
@@ -93,30 +101,133 @@ def _median_numpy(img_hwc: np.ndarray, ksize: int, border: str) -> np.ndarray:
     return out
 
 
+def _median_cv_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.ndarray,
+                     threads: int) -> None:
+    """cv2.medianBlur of one image into *out_hwc*, in row bands on *threads* threads.
+
+    A band is its output rows plus ``r = ksize // 2`` rows of real image above and below,
+    clipped to the image (``_tiles.axis_windows``). Where it is clipped (the image's top or
+    bottom) and on the left and right, the band gets the border: medianBlur's own for
+    ``replicate``, else ``cv2.copyMakeBorder`` by OpenCV's rules. Either reads only image rows
+    within ``r`` of that edge, which the band holds (a band is at least ``r + 1`` rows long),
+    so every kept pixel sees what it sees on the whole image; the result is cropped to the
+    band's own rows. An image not longer than ``2 r`` on a side is padded whole (``_pad``:
+    repeated reflections) and filtered in one call.
+    """
+    h, w, c = x_hwc.shape
+    r = ksize // 2
+    dst = _plane(out_hwc)
+    if border != "replicate" and (h <= 2 * r or w <= 2 * r):
+        res = cv2.medianBlur(np.ascontiguousarray(_plane(_pad(x_hwc, r, border))), ksize)
+        dst[...] = res[r:r + h, r:r + w]
+        return
+    src = np.ascontiguousarray(_plane(x_hwc))
+    bands = _row_bands(h, r, threads, _BAND_MIN_ROWS)
+    if len(bands) == 1 and border == "replicate" and dst.flags.c_contiguous:
+        _store(out_hwc, lambda d: cv2.medianBlur(src, ksize, dst=d))  # straight into the output
+        return
+
+    def one(band):
+        c0, c1 = band
+        a, b = max(0, c0 - r), min(h, c1 + r)
+        part, top, left = src[a:b], 0, 0
+        if border != "replicate":
+            top, left = r - (c0 - a), r
+            part = cv2.copyMakeBorder(part, top, r - (b - c1), r, r, _CV_BORDER[border])
+        res = cv2.medianBlur(part, ksize)
+        dst[c0:c1] = res[c0 - a + top:c1 - a + top, left:left + w]
+
+    _threads.run_parallel(one, bands, threads)
+
+
+def _median_hist_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.ndarray,
+                       threads: int) -> None:
+    """The sliding-histogram median (``_median``) of one image, per channel, in parts.
+
+    The image is padded whole; a part is a window of the padded image (its output core plus
+    ``ksize - 1``), so it reads what the whole image reads. uint16: one row band per thread.
+    Floats: tiles of at most ``_median.FLOAT_TILE_VALUES`` values, whose ranks are 16-bit
+    keys (row bands of 32-bit ranks for windows too large for such tiles).
+    """
+    h, w, c = x_hwc.shape
+    r = ksize // 2
+    padded = _pad(x_hwc, r, border)
+    if x_hwc.dtype == np.uint16:
+        parts = [(y0, y1, 0, w) for y0, y1 in _row_bands(h, r, threads, _BAND_MIN_ROWS)]
+    else:
+        side = math.isqrt(_median.FLOAT_TILE_VALUES) - 2 * r
+        if side >= 16:
+            parts = [(y0, y1, x0, x1) for y0, y1 in _spans(h, side) for x0, x1 in _spans(w, side)]
+        else:  # the halo would be most of a tile: long bands (sorted at most twice over)
+            parts = [(y0, y1, 0, w) for y0, y1 in _spans(h, max(8, 2 * r))]
+    items = [(ch,) + p for ch in range(c) for p in parts]
+
+    def one(item):
+        ch, y0, y1, x0, x1 = item
+        out_hwc[y0:y1, x0:x1, ch] = _median.median_plane(
+            padded[y0:y1 + 2 * r, x0:x1 + 2 * r, ch], ksize)
+
+    _threads.run_parallel(one, items, threads)
+
+
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges of at most *step* covering ``range(n)``."""
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def _row_bands(h: int, radius: int, threads: int, min_rows: int) -> list[tuple[int, int]]:
+    """Output row ranges ``[c0, c1)`` of the bands of an image *h* rows high.
+
+    One band per thread (cores from :func:`gpuenhance._tiles.axis_windows`), none thinner
+    than *min_rows*.
+    """
+    per = max(-(-h // max(1, threads)), min_rows)
+    return [(c0, c1) for _, _, c0, c1 in axis_windows(h, per + 2 * radius, radius)]
+
+
+def _threads_for(cost_ns: float, min_ns: float) -> int:
+    return _threads.num_threads() if cost_ns >= min_ns else 1
+
+
 def median_filter(img, ksize: int, border: str):
     """Median over a ksize x ksize window, exact for every dtype and border."""
     if ksize == 1:
         return np.array(img, copy=True)
     x = to_nhwc(img)
     n, h, w, c = x.shape
-    out = np.empty((n, h, w, c), dtype=x.dtype)
     dtype = np.dtype(x.dtype)
     whole = _cv_median_ok(dtype, ksize, c)
-    if whole and n == 1:  # one OpenCV call: hand its result back without another copy
-        res = np.ascontiguousarray(_median_cv(x[0], ksize, border))
-        return from_nhwc(res[None], img.ndim)
     per_channel = not whole and _cv_median_ok(dtype, ksize, 1)
-    for i in range(n):
-        if whole and border == "replicate":
-            src = np.ascontiguousarray(_plane(x[i]))
-            _store(out[i], lambda dst: cv2.medianBlur(src, ksize, dst=dst))
-        elif whole:
-            out[i] = _median_cv(x[i], ksize, border)
+    hist = not whole and not per_channel and _median.available()
+    if hist or not (whole or per_channel):
+        ns = _HIST_MEDIAN_NS
+    else:
+        ns = _CV_MEDIAN_NS.get((dtype.char, ksize), _CV_MEDIAN_NS_LARGE)  # .name is slow
+    image_ns = ns * h * w * c
+    band_ns = image_ns if ns >= _BAND_MIN_NS_PER_VALUE else 0.0
+    if whole and n == 1 and border == "replicate" and band_ns < _BAND_MIN_NS:
+        # one OpenCV call, its result handed back without another copy
+        res = cv2.medianBlur(np.ascontiguousarray(_plane(x[0])), ksize)
+        return from_nhwc(res.reshape(1, h, w, c), img.ndim)
+    out = np.empty((n, h, w, c), dtype=x.dtype)
+    per_image = _threads_for(band_ns, _BAND_MIN_NS)
+    # images side by side need no extra copy: worth it for cheap ops too
+    across = 1 if per_image > 1 else min(n, _threads_for(n * image_ns, _BAND_MIN_NS))
+
+    def one(i):
+        if whole:
+            _median_cv_image(x[i], ksize, border, out[i], per_image)
         elif per_channel:
             for ch in range(c):
-                out[i, :, :, ch:ch + 1] = _median_cv(x[i, :, :, ch:ch + 1], ksize, border)
+                _median_cv_image(x[i, :, :, ch:ch + 1], ksize, border,
+                                 out[i, :, :, ch:ch + 1], per_image)
+        elif hist:
+            _median_hist_image(x[i], ksize, border, out[i], per_image)
         else:
             out[i] = _median_numpy(x[i], ksize, border)
+
+    # large images: bands of each image on every thread; small ones: images side by side
+    _threads.run_parallel(one, range(n), across)
     return from_nhwc(out, img.ndim)
 
 

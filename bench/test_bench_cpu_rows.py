@@ -1,0 +1,22 @@
+"""The issue-15 CPU rows driver runs (smoke: tiny inputs, one call each, no timing claims)."""
+
+import json
+
+import pytest
+
+
+def test_cpu_rows_driver_writes_rows(tmp_path, request):
+    if not request.config.getoption("--smoke"):
+        pytest.skip("the full CPU-row run is `python -m bench.cpu_rows`, not a pytest case")
+    from bench import cpu_rows
+
+    assert cpu_rows.main(["--smoke", "--rounds", "1", "--out", str(tmp_path),
+                          "--cases", "median-ksize15-*,lut-uint16-*"]) == 0
+    (doc_path,) = tmp_path.glob("*-cpu-rows-smoke.json")
+    doc = json.loads(doc_path.read_text())
+    cases = {r["case"] for r in doc["rows"]}
+    assert cases == {"median-ksize15-uint8-smoke-b1", "median-ksize15-uint16-smoke-b1",
+                     "median-ksize15-float32-smoke-b1", "lut-uint16-smoke-b1"}
+    impls = {r["impl"] for r in doc["rows"]}
+    assert {"gpuenhance", "gpuenhance 1 thread", "cv2.medianBlur"} <= impls
+    assert "slower than the best CPU peer" in doc_path.with_suffix(".md").read_text()
