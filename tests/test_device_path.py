@@ -318,3 +318,24 @@ def test_info_names_the_jpeg_codec_and_why(monkeypatch, capsys):
     monkeypatch.setattr(codecs, "gpu_codec_problem", lambda: None)
     assert main(["info", "--json"]) == 0
     assert '"jpeg_codec": "gpu (nvImageCodec)"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers,cores,share", [(2, 8, 4), (4, 2, 1), (1, 8, None)])
+def test_the_cpu_runner_gives_each_call_its_share_of_the_cores(tmp_path, rng, monkeypatch,
+                                                               workers, cores, share):
+    """Images filtered side by side on the runner's threads must not each start band threads
+    for every core: each call is limited to cores // workers (gpuenhance._threads)."""
+    from gpuenhance import _threads
+
+    monkeypatch.setenv(_threads.ENV_VAR, str(cores))
+    for i in range(4):
+        write_image(tmp_path / "in" / f"{i}.png", _smooth(rng, 16, 16))
+    seen = []
+
+    def spy(batch, backend=None):
+        seen.append(_threads._limit.get())
+        return _host_func(batch)
+
+    process_files(spy, _pairs(tmp_path / "in", tmp_path / "out"), engine="cpu",
+                  workers=workers)
+    assert seen and set(seen) == {share}

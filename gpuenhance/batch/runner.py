@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import _backend, _tiles, _validate
 from .._metadata import jpeg_with_metadata
+from .._threads import limit_threads, system_threads
 from ..io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -83,7 +84,15 @@ def _make_runner(func, engine: str, tile, pool, workers: int):
         )
 
     if engine == "cpu" and workers > 1:
-        return staging.PoolRunner(compute, pool, depth=workers, fatal=fatal)
+        # Images are filtered *workers* at a time: each call gets its share of the cores for
+        # band threads (gpuenhance._threads), so the two levels never oversubscribe.
+        share = max(1, system_threads() // workers)
+
+        def compute_share(stack):
+            with limit_threads(share):
+                return compute(stack)
+
+        return staging.PoolRunner(compute_share, pool, depth=workers, fatal=fatal)
     device = staging.cuda_device_or_none() if engine == "cuda" and tile is None else None
     if device is None:
         return staging.SyncRunner(compute, fatal=fatal)
