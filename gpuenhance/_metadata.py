@@ -95,7 +95,14 @@ def read_metadata(data: bytes) -> ImageMetadata:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # size limits are io's business, checked before
             with Image.open(io.BytesIO(data)) as im:
-                exif = im.getexif()
+                if im.format == "PNG":
+                    # Pillow's PNG getexif() decodes the whole image to look for an eXIf
+                    # chunk after the pixels; the header's (where writers put it) is in info.
+                    exif = Image.Exif()
+                    if im.info.get("exif"):
+                        exif.load(im.info["exif"])
+                else:
+                    exif = im.getexif()
                 icc = im.info.get("icc_profile") or None
                 frames = int(getattr(im, "n_frames", 1))
                 is_tiff = im.format == "TIFF"
