@@ -429,12 +429,16 @@ def test_quality_and_png_compression_reach_the_encoder_and_the_report(tmp_path, 
 
 
 def test_default_encoder_settings_are_opencvs_and_reported(tmp_path, rng):
-    write_image(tmp_path / "in" / "a.png", _photo(rng))
+    img = _smooth(64, 96)
+    write_image(tmp_path / "in" / "a.png", img)
     assert main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--backend",
-                 "cpu"]) == 0
+                 "cpu", "--pipeline", IDENTITY]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["encoding"] == {"jpeg_quality": 95, "webp_quality": "lossless",
                                   "png_compression": 1}
+    # byte for byte what OpenCV writes with no parameter (naming level 1 changes the strategy)
+    ok, want = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    assert (tmp_path / "out" / "a.png").read_bytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("flag,value", [("--quality", "0"), ("--quality", "101"),

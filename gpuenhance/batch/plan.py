@@ -113,15 +113,20 @@ def check_tile(func, tile) -> None:
 
 def encoder_settings(quality: int | None = None, png_compression: int | None = None):
     """``(report dict, {extension: OpenCV imwrite params})`` for a run's JPEG/WebP quality
-    (1 to 100) and PNG compression level (0 to 9). Left unset, each format keeps OpenCV's
-    default: JPEG quality 95, lossless WebP, PNG level 1."""
+    (1 to 100) and PNG compression level (0 to 9).
+
+    Left unset, a format gets no parameter at all, so OpenCV encodes it exactly as by default:
+    JPEG quality 95, lossless WebP, PNG level 1 with the RLE strategy (naming level 1 would
+    switch OpenCV to its default strategy: other bytes, twice the time).
+    """
     import cv2
 
-    level = 1 if png_compression is None else _validate.integer(
-        png_compression, "png_compression", low=0, high=9
-    )
-    params = {".png": (cv2.IMWRITE_PNG_COMPRESSION, level)}
-    report = {"jpeg_quality": 95, "webp_quality": "lossless", "png_compression": level}
+    params = {}
+    report = {"jpeg_quality": 95, "webp_quality": "lossless", "png_compression": 1}
+    if png_compression is not None:
+        level = _validate.integer(png_compression, "png_compression", low=0, high=9)
+        params[".png"] = (cv2.IMWRITE_PNG_COMPRESSION, level)
+        report["png_compression"] = level
     if quality is not None:
         quality = _validate.integer(quality, "quality", low=1, high=100)
         params[".jpg"] = params[".jpeg"] = (cv2.IMWRITE_JPEG_QUALITY, quality)
