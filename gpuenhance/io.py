@@ -398,9 +398,12 @@ def load_encoded(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Encode
 
 
 def decode_encoded(
-    encoded: EncodedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    encoded: EncodedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, bgr: bool = False
 ) -> tuple[np.ndarray, ImageMetadata]:
-    """Decode what :func:`load_encoded` read, with OpenCV, upright; ``(img, metadata)``."""
+    """Decode what :func:`load_encoded` read, with OpenCV, upright; ``(img, metadata)``.
+
+    *bgr* keeps OpenCV's channel order (BGR, BGRA) instead of converting to RGB: for callers
+    whose processing does not depend on the order and that write with ``bgr=True`` too."""
     path, buf, metadata = encoded.path, encoded.data, encoded.metadata
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -422,12 +425,10 @@ def decode_encoded(
         )
     if img.ndim == 3:
         channels = img.shape[2]
-        if channels == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        elif channels == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-        else:
+        if channels not in (3, 4):
             raise ImageReadError(path, f"unsupported channel count {channels}")
+        if not bgr:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA)
     if not _orients_itself(buf):
         img = upright(img, metadata.orientation)
     return img, metadata
@@ -443,7 +444,7 @@ def _orients_itself(buf: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- writing
 
 
-def _encodable(path: Path, img) -> np.ndarray:
+def _encodable(path: Path, img, bgr: bool = False) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in _WRITE_DTYPES:
         raise ValueError(
@@ -458,7 +459,7 @@ def _encodable(path: Path, img) -> np.ndarray:
         )
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    if img.ndim == 2:
+    if img.ndim == 2 or (bgr and img.ndim == 3 and img.shape[2] in (3, 4)):
         out = img
     elif img.ndim == 3 and img.shape[2] == 3:
         out = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
@@ -564,15 +565,17 @@ def write_image(
         )
 
 
-def write_image_keeping(path, img, *, params=(), metadata=None) -> tuple[str, ...]:
+def write_image_keeping(path, img, *, params=(), metadata=None, bgr=False) -> tuple[str, ...]:
     """:func:`write_image` that returns, rather than warns about, the metadata it could not
-    keep (``("exif", "icc_profile")``, a part of it, or an empty tuple)."""
-    encoded, dropped = encode_image(path, img, params=params, metadata=metadata)
+    keep (``("exif", "icc_profile")``, a part of it, or an empty tuple). *bgr*: *img* is in
+    OpenCV's channel order (see :func:`decode_encoded`)."""
+    encoded, dropped = encode_image(path, img, params=params, metadata=metadata, bgr=bgr)
     write_bytes_atomically(path, encoded)
     return dropped
 
 
-def encode_image(path, img, *, params=(), metadata=None) -> tuple[bytes, tuple[str, ...]]:
+def encode_image(path, img, *, params=(), metadata=None, bgr=False
+                 ) -> tuple[bytes, tuple[str, ...]]:
     """The bytes :func:`write_image` would write to *path* (its extension picks the format),
     and the kinds of *metadata* the format could not hold.
 
@@ -584,8 +587,11 @@ def encode_image(path, img, *, params=(), metadata=None) -> tuple[bytes, tuple[s
     (b'\x89PNG', ())
     """
     path = Path(path)
-    data = _encodable(path, img)
+    data = _encodable(path, img, bgr)
     rgb = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+    pillow = path.suffix.lower() in (".tif", ".tiff") and metadata is not None and not metadata.empty
+    if bgr and rgb.ndim == 3 and pillow:  # only Pillow's TIFF writer reads the RGB order
+        rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB if rgb.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     return encode(path.suffix.lower(), rgb, data, params, metadata)
 
 

@@ -49,6 +49,9 @@ __all__ = ["Pipeline", "RunReport", "Stage", "STAGES", "STAGE_PARAMS", "parse_sp
 
 # --------------------------------------------------------------------------- stage table
 
+#: Stages that filter or map each channel alike and alone (see Pipeline.channel_order_free).
+_ORDER_FREE = frozenset({"median", "gaussian", "gamma", "unsharp", "tone_curve"})
+
 
 @dataclass(frozen=True)
 class Param:
@@ -825,6 +828,28 @@ class Pipeline:
     def radius_for(self, dtype) -> int:
         """Sum of the stages' radii for images of *dtype* (at most :attr:`radius`)."""
         return sum(s.radius_for(dtype) for s in self._stages)
+
+    def channel_order_free(self, dtype) -> bool:
+        """Whether the pipeline gives the same pixels on BGR as on RGB images of *dtype*: every
+        stage treats each channel alike and alone (the file runner then skips OpenCV's channel
+        swaps). Stages that mix channels (white balance, equalisation on Y, bilateral's colour
+        distance) or carry per-channel data (a lookup file) do not, nor does a float Gaussian
+        (OpenCV's float kernel rounds a row's last values on another path, so a channel's
+        place in the row matters by an ulp).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Pipeline("median:ksize=3 | gamma:gamma=0.8").channel_order_free(np.uint8)
+        True
+        >>> Pipeline("white_balance").channel_order_free(np.uint8)
+        False
+        """
+        floats = np.dtype(dtype).kind == "f"
+        return all(
+            s.name in _ORDER_FREE and not (floats and s.name in ("gaussian", "unsharp"))
+            for s in self._stages
+        )
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Pipeline) and self._stages == other._stages

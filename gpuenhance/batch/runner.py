@@ -173,6 +173,7 @@ def process_files(
                     "image.jpg", img, params=(cv2.IMWRITE_JPEG_QUALITY, q))[0],
                 depth=3, fatal=(_backend.BackendUnavailableError,),
             )
+    order_free = getattr(func, "channel_order_free", None)  # BGR is fine: no channel swaps
     jpeg_params = tuple(encode_params.get(".jpg", ()))
     jpeg_quality = jpeg_params[1] if jpeg_params[:1] == (cv2.IMWRITE_JPEG_QUALITY,) else 95
 
@@ -184,7 +185,11 @@ def process_files(
         encoded = load_encoded(src, max_pixels=max_pixels)
         if on_device is not None and codec.accepts(encoded) and encoded.upright_size:
             return encoded, None, encoded.metadata, stat  # decoded on the GPU
-        img, meta = decode_encoded(encoded, max_pixels=max_pixels)
+        img, meta = decode_encoded(encoded, max_pixels=max_pixels, bgr=order_free is not None)
+        bgr = order_free is not None and img.ndim == 3
+        if bgr and not order_free(img.dtype):  # this dtype needs the RGB order after all
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+            bgr = False
         if img.dtype.kind == "f":
             nan = int(np.count_nonzero(np.isnan(img)))
             if nan:
@@ -192,7 +197,7 @@ def process_files(
                     src, f"{nan} NaN values in the image; NaN is not a pixel value, so the "
                     f"image is not processed"
                 )
-        return None, img, meta, stat
+        return None, (img, bgr), meta, stat
 
     def note_for(out, dropped, what):
         if not dropped:
@@ -200,9 +205,9 @@ def process_files(
         return (f"written without the input's {' and '.join(dropped)}: a "
                 f"{os.path.splitext(str(out))[1]} file of {what} cannot hold them")
 
-    def write(img, src, out, stat, meta):
+    def write(img, src, out, stat, meta, bgr):
         params = encode_params.get(os.path.splitext(str(out))[1].lower(), ())
-        dropped = write_image_keeping(out, img, params=params, metadata=meta)
+        dropped = write_image_keeping(out, img, params=params, metadata=meta, bgr=bgr)
         if on_written is not None:
             on_written(src, out, stat)
         return note_for(out, dropped, f"{img.dtype} {'colour' if img.ndim == 3 else 'grey'}")
@@ -253,7 +258,7 @@ def process_files(
                         writes.append((src, out, mp, pool.submit(
                             write_encoded, data, src, out, stat, meta)))
                 continue
-            _, items, stack, alpha = context
+            _, items, stack, alpha, bgr = context
             if error is None and (result.shape != stack.shape or result.dtype != stack.dtype):
                 error = ValueError(
                     f"stage output has shape {result.shape} {result.dtype}, "
@@ -267,7 +272,8 @@ def process_files(
             for i, (src, out, _, img, stat, meta) in enumerate(items):
                 out_img = result[i][..., 0] if img.ndim == 2 else result[i]
                 mp = img.shape[0] * img.shape[1] / 1e6
-                writes.append((src, out, mp, pool.submit(write, out_img, src, out, stat, meta)))
+                writes.append((src, out, mp, pool.submit(
+                    write, out_img, src, out, stat, meta, bgr)))
 
     def flush(key):
         items = groups.pop(key)
@@ -289,7 +295,7 @@ def process_files(
         if stack.shape[-1] == 4:
             alpha = stack[..., 3:]
             stack = np.ascontiguousarray(stack[..., :3])
-        emit(runner.submit(stack, ("host", items, stack, alpha)))
+        emit(runner.submit(stack, ("host", items, stack, alpha, key[3])))
 
     try:
         with pool:
@@ -303,18 +309,20 @@ def process_files(
                     break
                 src, out, fut = reads.popleft()
                 try:
-                    encoded, img, meta, stat = fut.result()
+                    encoded, decoded, meta, stat = fut.result()
                 except ImageReadError as exc:
                     finish(src, out, exc.reason)
                     continue
                 except Exception as exc:  # noqa: BLE001
                     finish(src, out, f"{type(exc).__name__}: {exc}")
                     continue
-                if img is None:
+                if decoded is None:
+                    img = None
                     w, h = encoded.upright_size
                     key = ("device", (h, w, 3))
                 else:
-                    key = ("host", img.shape, img.dtype.str)
+                    img, bgr = decoded  # bgr: in OpenCV's channel order, written back so
+                    key = ("host", img.shape, img.dtype.str, bgr)
                 item = (src, out, encoded, img, stat, meta)
                 groups.setdefault(key, []).append(item)
                 held["images"] += 1
