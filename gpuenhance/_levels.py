@@ -1,4 +1,5 @@
-"""Engine-neutral math of the level operations (white balance, auto-contrast, tone curves).
+"""Engine-neutral math of the level operations (gamma and tone-curve tables, white balance,
+auto-contrast).
 
 Both engines build their tables from these formulas, so integer results are identical on
 every engine: the statistics are exact integers (sums, order statistics of a histogram) and
@@ -206,3 +207,23 @@ def stretch_scale_xp(xp, lo, hi, full: float):
     """:func:`stretch_scale` on any array module."""
     span = hi - lo
     return xp.where(span > 0.0, full / xp.where(span > 0.0, span, 1.0), 0.0)
+
+
+def gamma_table(dtype, gamma: float, gain: float) -> np.ndarray:
+    """The table of ``gain * (i / max) ** gamma * max`` for every level i of an integer dtype.
+
+    Computed in float64, rounded half to even, saturated to [0, max], cast to *dtype*
+    (uint8: 256 entries, uint16: 65536). Both engines build their table with this function.
+    Memoized (batch runs call it once per image); the returned array is read-only.
+    """
+    return _gamma_table(np.dtype(dtype), float(gamma), float(gain))
+
+
+@functools.lru_cache(maxsize=64)
+def _gamma_table(dtype: np.dtype, gamma: float, gain: float) -> np.ndarray:
+    top = float(np.iinfo(dtype).max)
+    x = np.arange(int(top) + 1, dtype=np.float64) / top
+    y = gain * np.power(x, gamma) * top
+    table = np.clip(np.rint(y), 0.0, top).astype(dtype)
+    table.flags.writeable = False
+    return table

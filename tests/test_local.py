@@ -15,6 +15,7 @@ from tolerances import tol
 
 import gpuenhance
 from gpuenhance import EnhanceResult, enhance_roi
+from gpuenhance import _patch_sgd
 from gpuenhance._cpu import local as cpu_local
 
 
@@ -47,7 +48,7 @@ def test_gradient_matches_finite_differences(method, ksize):
     region = rng.random((h + 2 * r, w + 2 * r, C))
     target = rng.random((h, w, C))
     params = rng.normal(size=(C, ksize * ksize + 1))
-    positions = cpu_local.patch_positions(7, 1, B, h, w, patch)[0]
+    positions = _patch_sgd.patch_positions(7, 1, B, h, w, patch)[0]
     loss, grad = cpu_local.loss_and_grad(params, region, target, positions, patch, ksize, method)
     assert grad.dtype == np.float64
     eps = 1e-6
@@ -177,7 +178,7 @@ def test_constant_roi_is_left_unchanged():
 
 
 def test_patch_positions_come_from_pcg64():
-    pos = cpu_local.patch_positions(11, 6, 5, 20, 30, 7)
+    pos = _patch_sgd.patch_positions(11, 6, 5, 20, 30, 7)
     assert pos.dtype == np.int32 and pos.shape == (6, 5, 2)
     ref = np.random.Generator(np.random.PCG64(11)).integers(
         0, np.array([14, 24]), size=(6, 5, 2))

@@ -13,7 +13,7 @@ from tolerances import tol
 
 import gpuenhance
 from gpuenhance import _backend, apply_lut, gamma_correct
-from gpuenhance._cpu.tone import gamma_table
+from gpuenhance._levels import gamma_table
 
 ENTRIES = {np.dtype(np.uint8): 256, np.dtype(np.uint16): 65536}
 

@@ -9,13 +9,13 @@ one whole-array call: results are bit-identical.
 
 from __future__ import annotations
 
-import functools
 
 import cv2
 import numpy as np
 
 from .. import _threads
 from .._image import from_nhwc, to_nhwc
+from .._levels import gamma_table
 
 # Element arrays smaller than this are mapped in one call on the calling thread.
 _BAND_MIN_ELEMENTS = 1 << 18
@@ -74,26 +74,6 @@ def apply_lut(img, lut):
 
             _elementwise(per_channel, src, out, unit=c)
     return from_nhwc(out, img.ndim)
-
-
-def gamma_table(dtype, gamma: float, gain: float) -> np.ndarray:
-    """The table of ``gain * (i / max) ** gamma * max`` for every level i of an integer dtype.
-
-    Computed in float64, rounded half to even, saturated to [0, max], cast to *dtype*
-    (uint8: 256 entries, uint16: 65536). The CUDA engine builds its table with this function.
-    Memoized (batch runs call it once per image); the returned array is read-only.
-    """
-    return _gamma_table(np.dtype(dtype), float(gamma), float(gain))
-
-
-@functools.lru_cache(maxsize=64)
-def _gamma_table(dtype: np.dtype, gamma: float, gain: float) -> np.ndarray:
-    top = float(np.iinfo(dtype).max)
-    x = np.arange(int(top) + 1, dtype=np.float64) / top
-    y = gain * np.power(x, gamma) * top
-    table = np.clip(np.rint(y), 0.0, top).astype(dtype)
-    table.flags.writeable = False
-    return table
 
 
 def gamma_correct(img, gamma: float, gain: float):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._cpu import local as _ref
+from .. import _patch_sgd as _ref
 from .._image import dtype_max
 from ._common import GRID_X_MAX, GRID_YZ_MAX, INT32_MAX, blocks, check_grid, ctype
 

@@ -23,7 +23,7 @@ import functools
 
 import numpy as np
 
-from .._cpu.tone import gamma_table
+from .._levels import gamma_table
 from .._image import from_nhwc, to_nhwc
 from ._common import blocks, ctype
 
