@@ -704,42 +704,16 @@ def build_parser() -> argparse.ArgumentParser:
     info_p.add_argument("--json", action="store_true", help="print JSON")
     info_p.set_defaults(handler=_cmd_info)
 
-    bench = sub.add_parser(
-        "bench",
-        help="run the benchmarks (python -m bench.report; needs a source checkout)",
-        description="Run bench/report.py of a source checkout (the current folder or the one "
-        "gpuenhance was installed from); every argument is passed on, e.g. --smoke.",
-    )
-    bench.set_defaults(handler=_cmd_bench)
     return parser
-
-
-def _cmd_bench(args) -> int:
-    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        if (root / "bench" / "report.py").is_file():
-            break
-    else:
-        raise UsageError(
-            "bench/ is not part of the installed package; run this from a source checkout "
-            "of gpuenhance (the folder holding bench/report.py)"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from bench.report import main as report_main
-
-    return report_main(args.extra)
 
 
 def main(argv=None) -> int:
     """Run the command line with *argv* (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     try:
-        args, extra = parser.parse_known_args(argv)
-        if extra and args.command != "bench":  # only bench passes arguments on
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or an argparse usage error (code 2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    args.extra = extra
     command = args.command + (f" {args.restore_command}" if args.command == "restore" else "")
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
