@@ -1,6 +1,6 @@
 """gpuenhance: GPU image enhancement and restoration in batches, with a CPU engine.
 
-The public API, nothing else. See README.md and DESIGN.md.
+The public API, nothing else. See README.md and ARCHITECTURE.md.
 """
 
 __version__ = "0.1.0"

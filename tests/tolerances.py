@@ -1,4 +1,4 @@
-"""The numerical contract of DESIGN.md as one table. A test never loosens one to pass.
+"""The numerical contract (ARCHITECTURE.md, "What keeps the engines honest") as one table. A test never loosens one to pass.
 
 Keys are (op, dtype name). ``atol`` is in the dtype's units, ``rtol`` relative.
 """
