@@ -1,4 +1,5 @@
-"""The numerical contract (ARCHITECTURE.md, "What keeps the engines honest") as one table. A test never loosens one to pass.
+"""The numerical contract as one table (ARCHITECTURE.md, "What keeps the engines honest").
+A test never loosens one to pass.
 
 Keys are (op, dtype name). ``atol`` is in the dtype's units, ``rtol`` relative.
 """
