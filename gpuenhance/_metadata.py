@@ -204,7 +204,9 @@ _ICC_HEADER = b"ICC_PROFILE\x00"
 _SEGMENT_MAX = 65535 - 2  # a JPEG segment's payload: the 16-bit length counts itself
 
 
-def jpeg_with_metadata(data: bytes, metadata: ImageMetadata | None) -> tuple[bytes, tuple[str, ...]]:
+def jpeg_with_metadata(
+    data: bytes, metadata: ImageMetadata | None
+) -> tuple[bytes, tuple[str, ...]]:
     """Put *metadata* into an encoded JPEG that holds none (what a GPU encoder returns):
     an APP1 ``Exif`` segment and the ICC profile in APP2 ``ICC_PROFILE`` chunks, after the
     JFIF header; the entropy-coded data are not touched. Returns ``(bytes, dropped)``.

@@ -589,7 +589,8 @@ def encode_image(path, img, *, params=(), metadata=None, bgr=False
     path = Path(path)
     data = _encodable(path, img, bgr)
     rgb = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
-    pillow = path.suffix.lower() in (".tif", ".tiff") and metadata is not None and not metadata.empty
+    tiff = path.suffix.lower() in (".tif", ".tiff")
+    pillow = tiff and metadata is not None and not metadata.empty
     if bgr and rgb.ndim == 3 and pillow:  # only Pillow's TIFF writer reads the RGB order
         rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB if rgb.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     return encode(path.suffix.lower(), rgb, data, params, metadata)

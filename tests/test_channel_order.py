@@ -47,7 +47,8 @@ def test_the_runner_skips_the_swaps_and_writes_the_same_bytes(tmp_path, rng, mon
         write_image(tmp_path / "in" / f"{i}.png", rng.integers(0, 256, (16, 20, 3), np.uint8))
         write_image(tmp_path / "in" / f"{i}.jpg", rng.integers(0, 256, (16, 20, 3), np.uint8))
     pipe = Pipeline(ORDER_FREE[-1])
-    pairs = lambda out: [(p, out / p.name) for p in sorted((tmp_path / "in").iterdir())]  # noqa: E731
+    inputs = sorted((tmp_path / "in").iterdir())
+    pairs = lambda out: [(p, out / p.name) for p in inputs]  # noqa: E731
     swaps = []
     real = cv2.cvtColor
     monkeypatch.setattr(cv2, "cvtColor", lambda img, code: (swaps.append(code), real(img, code))[1])

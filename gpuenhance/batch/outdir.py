@@ -126,7 +126,9 @@ def hold(out_dir, output_folders=()):
         ) from None
     except OSError as exc:
         reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
-        raise OutputFolderError(f"cannot write into output folder {str(out_dir)!r}: {reason}") from None
+        raise OutputFolderError(
+            f"cannot write into output folder {str(out_dir)!r}: {reason}"
+        ) from None
     try:
         remove_temp_files({out_dir, *output_folders})
         yield out_dir

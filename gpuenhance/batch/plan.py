@@ -74,11 +74,11 @@ class NoImagesError(FileNotFoundError):
 def prepare_run(inputs, out_dir, report: RunReport) -> list[tuple[Path, Path]]:
     """Everything a run checks before any work: the output folder, the inputs, their outputs.
 
-    Refuses an output folder that cannot be used (:class:`gpuenhance.batch.outdir.OutputFolderError`)
-    and inputs that hold no supported image (:class:`NoImagesError`); records the files passed
-    over and the refused outputs in *report*. Returns ``(plan, files)``: the ``(input,
-    output)`` pairs to write and the :class:`gpuenhance.io.ImageFile` list found. Nothing is
-    created or written.
+    Refuses an output folder that cannot be used
+    (:class:`gpuenhance.batch.outdir.OutputFolderError`) and inputs that hold no supported
+    image (:class:`NoImagesError`); records the files passed over and the refused outputs in
+    *report*. Returns ``(plan, files)``: the ``(input, output)`` pairs to write and the
+    :class:`gpuenhance.io.ImageFile` list found. Nothing is created or written.
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out_dir = outdir.check_output_folder(out_dir, [p for p in items if Path(p).is_dir()])
