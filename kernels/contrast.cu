@@ -25,6 +25,7 @@
 //                             float32 with OpenCV's expression order (_rn intrinsics: no FMA
 //                             contraction, so results are bit-identical).
 #include "common.cuh"
+#include "scan.cuh"
 #include "ycrcb.cuh"
 
 #define GPUENHANCE_CONTRAST_THREADS 256
@@ -59,26 +60,6 @@ __global__ void gpuenhance_histogram(const T* __restrict__ src, unsigned int* __
                 atomicAdd(&h[gpuenhance_intensity<T, COLOR>(img + p * C)], 1u);
         }
     }
-}
-
-// Block-wide exclusive prefix of one value per thread (blockDim.x <= 256); returns the sum of
-// the values of the threads before this one. `scratch` holds blockDim.x entries.
-__device__ __forceinline__ unsigned long long gpuenhance_block_exclusive(
-    unsigned long long v, unsigned long long* scratch) {
-    scratch[threadIdx.x] = v;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned long long run = 0;
-        for (int t = 0; t < (int)blockDim.x; ++t) {
-            const unsigned long long x = scratch[t];
-            scratch[t] = run;
-            run += x;
-        }
-    }
-    __syncthreads();
-    const unsigned long long r = scratch[threadIdx.x];
-    __syncthreads();
-    return r;
 }
 
 // lut: images x BINS. Launch: grid (min(images, 65535)), 256 threads (divides BINS).

@@ -13,6 +13,7 @@
 //   gpuenhance_channel_map        out = table[n][v * C + c].
 // Float32 tone curves: gpuenhance_tone_curve_f32 evaluates the PCHIP cubic in float64.
 #include "common.cuh"
+#include "scan.cuh"
 
 #define GPUENHANCE_LEVELS_THREADS 256
 
@@ -63,18 +64,7 @@ __device__ int gpuenhance_rank_value(const unsigned int* h, int bins, gpuenhance
     const int lo = (int)threadIdx.x * per;
     unsigned long long sum = 0;
     for (int i = lo; i < lo + per; ++i) sum += h[i];
-    scratch[threadIdx.x] = sum;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned long long run = 0;
-        for (int t = 0; t < (int)blockDim.x; ++t) {
-            const unsigned long long x = scratch[t];
-            scratch[t] = run;
-            run += x;
-        }
-    }
-    __syncthreads();
-    unsigned long long run = scratch[threadIdx.x];
+    unsigned long long run = gpuenhance_block_exclusive(sum, scratch);
     const unsigned long long r = (unsigned long long)rank;
     if (run <= r && r < run + sum) {
         for (int i = lo; i < lo + per; ++i) {
