@@ -69,6 +69,59 @@ def require_cuda() -> None:
         raise BackendUnavailableError(f"backend='cuda' was requested but {problem}")
 
 
+def _emulator_problem() -> str | None:
+    """Why the CUDA-on-CPU emulator cannot run here, or None when it can (cached by it)."""
+    try:
+        from ._cuda.emulator import compiler_problem
+    except ImportError as exc:
+        return str(exc)
+    return compiler_problem()
+
+
+def require(name: str) -> None:
+    """Raise :class:`BackendUnavailableError` unless the engine *name* can run here.
+
+    ``"cpu"`` always can; ``"cuda"`` needs a working CuPy and device; ``"cuda-emulated"``
+    needs a C++ compiler that builds and runs the emulator.
+    """
+    if name == "cuda":
+        require_cuda()
+    elif name == "cuda-emulated":
+        problem = _emulator_problem()
+        if problem is not None:
+            raise BackendUnavailableError(
+                f"backend='cuda-emulated' was requested but the emulator is unavailable: {problem}"
+            )
+
+
+def check_name(backend) -> None:
+    """Raise ValueError unless *backend* is None, ``"auto"`` or one of :data:`BACKENDS`."""
+    if backend is not None and backend != "auto" and backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of 'auto', {', '.join(repr(b) for b in BACKENDS)}; "
+            f"got {backend!r}"
+        )
+
+
+def engine_name(backend) -> str:
+    """The engine a whole run uses here: None/``"auto"`` is CUDA when a GPU works, else CPU.
+
+    A named engine is checked (:func:`check_name`) and must be able to run (:func:`require`).
+    """
+    check_name(backend)
+    if backend in (None, "auto"):
+        return "cuda" if cuda_available() else "cpu"
+    require(backend)
+    return backend
+
+
+def to_host(x):
+    """*x* as a NumPy array (copied off the GPU when it is a CuPy array); None stays None."""
+    if x is None:
+        return None
+    return x.get() if is_cupy(x) else np.asarray(x)
+
+
 @dataclass(frozen=True)
 class Engine:
     """The engine chosen for one call and the way back to the caller's array type.
@@ -115,7 +168,7 @@ class Engine:
             import cupy
 
             return cupy.asarray(x)
-        return x.get() if is_cupy(x) else x
+        return to_host(x)
 
     def to_caller(self, y):
         """Move an engine result (array, or tuple/list/dict of them) to the caller's type."""
@@ -130,7 +183,7 @@ class Engine:
 
             return cupy.asarray(y)
         if not self.input_on_gpu and is_cupy(y):
-            return y.get()
+            return to_host(y)
         return y
 
     def call(self, topic: str, name: str, *args, **kwargs):
@@ -166,13 +219,10 @@ def resolve(*arrays, backend: str | None = None) -> Engine:
     ValueError
         For an unknown *backend*.
     BackendUnavailableError
-        When ``"cuda"`` is needed and no GPU engine works.
+        When ``"cuda"`` is needed and no GPU engine works, or ``"cuda-emulated"`` is asked
+        for and the emulator cannot build here.
     """
-    if backend is not None and backend != "auto" and backend not in BACKENDS:
-        raise ValueError(
-            f"backend must be one of 'auto', {', '.join(repr(b) for b in BACKENDS)}; "
-            f"got {backend!r}"
-        )
+    check_name(backend)
     kinds = {is_cupy(a) for a in arrays if a is not None}
     if len(kinds) > 1:
         raise TypeError(
@@ -180,8 +230,7 @@ def resolve(*arrays, backend: str | None = None) -> Engine:
         )
     on_gpu = kinds == {True}
     name = ("cuda" if on_gpu else "cpu") if backend in (None, "auto") else backend
-    if name == "cuda":
-        require_cuda()
+    require(name)
     return Engine(name=name, input_on_gpu=on_gpu)
 
 
@@ -247,11 +296,6 @@ def info() -> dict:
             )
     else:
         report["engines"]["cuda"] = f"unavailable: {problem}"
-    try:
-        from ._cuda.emulator import compiler_problem
-
-        emu = compiler_problem()
-        report["engines"]["cuda-emulated"] = "available" if emu is None else f"unavailable: {emu}"
-    except ImportError as exc:
-        report["engines"]["cuda-emulated"] = f"unavailable: {exc}"
+    emu = _emulator_problem()
+    report["engines"]["cuda-emulated"] = "available" if emu is None else f"unavailable: {emu}"
     return report

@@ -1,5 +1,9 @@
 """Spectral helpers shared by both engines of FFT-LMS restoration (written against ``xp``).
 
+Everything here is engine-neutral: the engines keep only what differs between them (which
+FFT library runs, the fused LMS kernels). Spectra are real 2-D FFTs over (H, W) with
+``norm="ortho"`` of images on their normalized range, laid out (N, H, W//2+1, C).
+
 Weights W (H, W//2+1, C) are the unnormalised DFT of a real spatial kernel: ``irfft2(W)`` gives
 its taps. P (same shape) is the running per-bin power of the degraded spectra.
 
@@ -16,6 +20,48 @@ is, in the spatial domain, ``k^T A k - 2 k^T b`` with
 from __future__ import annotations
 
 import numpy as np
+
+from ._image import dtype_max
+
+
+def to_float(xp, stack):
+    """(N, H, W, C) of any image dtype -> float32 on the normalized range."""
+    out = stack.astype(xp.float32)
+    scale = dtype_max(stack.dtype)
+    if scale != 1.0:
+        out *= np.float32(1.0 / scale)
+    return out
+
+
+def from_float(xp, out, dtype):
+    """A float32 result on the normalized range back in *dtype*.
+
+    Integers are scaled, rounded half to even and saturated; floats stay float32.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "ui":
+        return out
+    scale = np.float32(dtype_max(dtype))
+    return xp.clip(xp.rint(out * scale), 0, scale).astype(dtype)
+
+
+def kernel_from_weights(xp, W, shape, r):
+    """The (2r+1, 2r+1, C) float32 convolution taps of W, origin at the centre."""
+    height, width = int(shape[0]), int(shape[1])
+    k = xp.fft.irfft2(W, s=(height, width), axes=(0, 1))
+    offsets = np.arange(-r, r + 1)
+    taps = k[xp.ix_(xp.asarray(offsets % height), xp.asarray(offsets % width))]
+    return xp.ascontiguousarray(taps.astype(xp.float32))
+
+
+def weights_from_kernel(xp, taps, shape):
+    """W (H, W//2+1, C) complex64 of (2r+1, 2r+1, C) taps circularly zero-padded to *shape*."""
+    height, width = int(shape[0]), int(shape[1])
+    r = (taps.shape[0] - 1) // 2
+    offsets = np.arange(-r, r + 1)
+    k = xp.zeros((height, width, taps.shape[2]), dtype=xp.float64)
+    k[xp.ix_(xp.asarray(offsets % height), xp.asarray(offsets % width))] = taps
+    return xp.ascontiguousarray(xp.fft.rfft2(k, axes=(0, 1)).astype(xp.complex64))
 
 
 def _offsets(r):
@@ -38,6 +84,12 @@ def normal_equations(xp, Q, B, shape, r):
     A = xp.moveaxis(q[dy, dx], -1, 0)                                  # (C, n, n)
     b = xp.moveaxis(beta[xp.asarray(oy % height), xp.asarray(ox % width)], -1, 0)  # (C, n)
     return A, b
+
+
+def support_system(xp, S, X, shape, r, scale):
+    """The spatial normal equations ``(A, b)`` of the sums S, X, times *scale* (float64)."""
+    A, b = normal_equations(xp, S, X, shape, r)
+    return A * scale, b * scale
 
 
 def solve_taps(xp, A, b, reg):

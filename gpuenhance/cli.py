@@ -109,23 +109,6 @@ def _add_file_options(p: argparse.ArgumentParser, *, encoder: bool = False) -> N
         )
 
 
-def _check_backend(name: str) -> None:
-    """Fail early (as a usage error) when the requested engine cannot run here."""
-    if name == "cuda":
-        _backend.require_cuda()
-    elif name == "cuda-emulated":
-        try:
-            from ._cuda.emulator import compiler_problem
-
-            problem = compiler_problem()
-        except ImportError as exc:
-            problem = str(exc)
-        if problem is not None:
-            raise _backend.BackendUnavailableError(
-                f"backend='cuda-emulated' was requested but the emulator is unavailable: {problem}"
-            )
-
-
 def _progress_bar(total: int, desc: str):
     """A tqdm bar on a terminal's stderr, or None when stderr is not a terminal."""
     try:
@@ -276,7 +259,7 @@ def _cmd_run(args) -> int:
         pipeline = Pipeline(args.pipeline)
     except ValueError as exc:
         raise UsageError(f"--pipeline: {exc}") from None
-    _check_backend(args.backend)
+    _backend.require(args.backend)
     out_dir = Path(args.output)
     use_samples = not args.inputs
     if use_samples:
@@ -395,7 +378,7 @@ def _fraction(text: str) -> float:
 def _cmd_restore_fit(args) -> int:
     from .restore import LMSRestorer
 
-    _check_backend(args.backend)
+    _backend.require(args.backend)
     workers = args.workers or 4
     try:
         degraded = _read_set(args.degraded, args.max_pixels, workers)
@@ -521,7 +504,7 @@ def _cmd_restore_apply(args) -> int:
     from .batch.runner import run_files
     from .restore import LMSRestorer
 
-    _check_backend(args.backend)
+    _backend.require(args.backend)
     try:
         restorer = LMSRestorer.load(args.filter)
     except FileNotFoundError as exc:

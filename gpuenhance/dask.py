@@ -47,14 +47,6 @@ def _as_pipeline(pipeline):
     raise TypeError(f"pipeline must be a Pipeline or a spec string; got {type(pipeline).__name__}")
 
 
-def _check_backend_name(backend) -> None:
-    if backend is not None and backend != "auto" and backend not in _backend.BACKENDS:
-        raise ValueError(
-            f"backend must be one of 'auto', {', '.join(repr(b) for b in _backend.BACKENDS)}; "
-            f"got {backend!r}"
-        )
-
-
 def _merge_small_chunks(chunks: tuple, minimum: int) -> tuple:
     """Merge neighbouring chunks (dropping empty ones) until each holds at least *minimum*.
 
@@ -159,7 +151,7 @@ def enhance(array, pipeline, *, backend=None):
     if not isinstance(array, da.Array):
         raise TypeError(f"array must be a dask.array.Array; got {type(array).__name__}")
     pipe = _as_pipeline(pipeline)
-    _check_backend_name(backend)
+    _backend.check_name(backend)
     if array.ndim not in (2, 3, 4):
         raise ValueError(
             f"array must have shape (H, W), (H, W, C) or (N, H, W, C); "
@@ -268,13 +260,12 @@ def _run_batch(func, items, marker, backend, batch_size, workers, max_pixels, ma
     completed by an earlier attempt and is skipped, so each output is written once per run.
     """
     from . import _tiles
-    from .batch.plan import resolve_engine
     from .batch.report import FileResult
     from .batch.runner import process_files
 
     from .batch.codecs import gpu_codec
 
-    engine = resolve_engine(backend)  # this worker's engine (BackendUnavailableError: no GPU)
+    engine = _backend.engine_name(backend)  # this worker's engine (BackendUnavailableError: no GPU)
     codec = gpu_codec(decoder, engine)  # this worker's GPU codec, if any
     before, first = _load_or_write_marker(Path(marker), items)
     done, todo = [], []
@@ -472,7 +463,7 @@ def run_files(
     """
     from .batch import outdir
     from .batch.codecs import DECODERS
-    from .batch.plan import check_tile, encoder_settings, prepare_run, resolve_engine
+    from .batch.plan import check_tile, encoder_settings, prepare_run
     from .batch.report import RunReport
     from .pipeline import Pipeline
 
@@ -503,7 +494,7 @@ def run_files(
         n_workers = _validate.integer(n_workers, "n_workers", low=1)
     threads_per_worker = _validate.integer(threads_per_worker, "threads_per_worker", low=1)
     retries = _validate.integer(retries, "retries", low=0)
-    _check_backend_name(backend)
+    _backend.check_name(backend)
     if resume:
         raise ValueError("resume is not supported by gpuenhance.dask.run_files")
     if max_tile is not None:
@@ -518,8 +509,8 @@ def run_files(
                 f"scheduler must be 'local', a scheduler address such as 'tcp://host:8786', "
                 f"or a distributed.Client; got {scheduler!r}"
             )
-        if scheduler == "local" and backend == "cuda":
-            _backend.require_cuda()
+        if scheduler == "local":
+            _backend.require(backend)
     else:
         from distributed import Client
 
@@ -540,7 +531,7 @@ def run_files(
     if progress is not None and report.failures:
         progress(len(report.failures))
     if not plan:  # every output refused: the folder is left as it was
-        report.engine = "cuda" if backend == "cuda" else resolve_engine(backend)
+        report.engine = "cuda" if backend == "cuda" else _backend.engine_name(backend)
         report.seconds = time.perf_counter() - start
         return report
     with outdir.hold(out_dir, {out.parent for _, out in plan}):
@@ -559,7 +550,6 @@ def _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size, 
     """Submit one task per batch of *plan* and merge their results into *report*."""
     from distributed import as_completed
 
-    from .batch.plan import resolve_engine
     from .batch.report import FileResult, add_results
 
     batches = [
@@ -606,4 +596,4 @@ def _run_tasks(report, plan, out_dir, pipeline, scheduler, backend, batch_size, 
     if engines:
         report.engine = "+".join(sorted(engines))
     else:  # nothing ran: name the engine this machine would have used
-        report.engine = "cuda" if backend == "cuda" else resolve_engine(backend)
+        report.engine = "cuda" if backend == "cuda" else _backend.engine_name(backend)

@@ -18,10 +18,6 @@ __all__ = ["psnr", "ssim"]
 _DTYPES = _validate.FILTER_DTYPES
 
 
-def _host(x):
-    return x.get() if _backend.is_cupy(x) else x
-
-
 def _pair(reference, test):
     for name, arr in (("reference", reference), ("test", test)):
         if not _backend.is_array(arr):
@@ -71,8 +67,8 @@ def psnr(reference, test, *, data_range=None):
     """
     _pair(reference, test)
     r = _data_range(data_range, reference.dtype)
-    ref = _host(reference).astype(np.float64)
-    tst = _host(test).astype(np.float64)
+    ref = _backend.to_host(reference).astype(np.float64)
+    tst = _backend.to_host(test).astype(np.float64)
     mse = float(np.mean((ref - tst) ** 2))
     if mse == 0.0:
         return float("inf")
@@ -155,8 +151,8 @@ def ssim(reference, test, *, data_range=None, channel_axis=None):
     """
     _pair(reference, test)
     r = _data_range(data_range, reference.dtype)
-    ref = _host(reference).astype(np.float64)
-    tst = _host(test).astype(np.float64)
+    ref = _backend.to_host(reference).astype(np.float64)
+    tst = _backend.to_host(test).astype(np.float64)
     if channel_axis is not None:
         axis = _validate.integer(channel_axis, "channel_axis", low=-ref.ndim, high=ref.ndim - 1)
         ref = np.moveaxis(ref, axis, -1)

@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 
-from . import _backend, _validate
+from . import _backend, _spectral, _validate
 from ._image import to_nhwc, from_nhwc
 
 #: Forgetting factor of the running per-bin power P of the degraded spectra.
@@ -42,18 +42,12 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when an :class:`LMSRestorer` is used before it has been fitted."""
 
 
-def _to_host(x):
-    if x is None:
-        return None
-    return x.get() if _backend.is_cupy(x) else np.asarray(x)
-
-
 def _mean_loss(loss):
     """A loss_history_ entry: a float, an engine array of step losses, or a tuple of those."""
     if isinstance(loss, float):
         return loss
     parts = loss if isinstance(loss, tuple) else (loss,)
-    return float(np.concatenate([np.ravel(_to_host(p)) for p in parts]).mean())
+    return float(np.concatenate([np.ravel(_backend.to_host(p)) for p in parts]).mean())
 
 
 def _state_engine(engine):
@@ -198,8 +192,7 @@ class LMSRestorer:
         self.solver = solver
         self.tol = _validate.real(tol, "tol", low=0.0, low_open=True)
         self.max_epochs = _validate.integer(max_epochs, "max_epochs", low=1)
-        if backend is not None and backend != "auto" and backend not in _backend.BACKENDS:
-            _backend.resolve(backend=backend)  # raises the standard ValueError
+        _backend.check_name(backend)
         self.backend = backend
         self.metadata = {}
         self._reset()
@@ -334,12 +327,17 @@ class LMSRestorer:
             self.batch_size, self.mu, self.leak, self.eps, BETA, support, step0, decay,
         )
 
+    def _change(self, se, previous):
+        """The P-weighted relative change of the weights since *previous* (None: first fit)."""
+        if previous is None:
+            return None
+        return _spectral.relative_change(se.xp, self._W, se.to_engine(previous), self._P)
+
     def _finish(self, se, shape):
         self._shape = shape
         self._by_size = {}
         if self.support is not None:
-            self._kernel = se.call("restore", "kernel_from_weights", self._W, shape[:2],
-                                   self.support)
+            self._kernel = _spectral.kernel_from_weights(se.xp, self._W, shape[:2], self.support)
 
     def fit(self, degraded, clean, epochs=None, *, seed=0, progress=None):
         """Learn the filter from scratch on (degraded, clean) pairs.
@@ -418,19 +416,19 @@ class LMSRestorer:
                 first = (shape, X, S, E, n) if r is None else (shape, None, S, None, n)
             if r is not None:
                 h, w = shape[:2]
-                Ag, bg = se.call("restore", "support_system", S, X, (h, w), r, h * w / pixels)
+                Ag, bg = _spectral.support_system(se.xp, S, X, (h, w), r, h * w / pixels)
                 A, b = (Ag, bg) if A is None else (A + Ag, b + bg)
-                energy += se.call("restore", "parseval_sum", E, (h, w))
+                energy += _spectral.parseval_sum(se.xp, E, (h, w))
             X = S = E = None
         shape, X, S, E, n = first
         channels = shape[2]
         if r is None:
-            W, P, total = se.call("restore", "exact_solution", X, S, E, n, reg, shape[:2])
+            W, P, total = _spectral.exact_solution(se.xp, X, S, E, n, reg, shape[:2])
             loss = total / (n * shape[0] * shape[1] * channels)
         else:
-            P = se.call("restore", "power", S, n)
+            P = _spectral.power(se.xp, S, n)
             # sum_n ||f - k ⊛ g||² / pixels = energy / pixels + k^T A k - 2 k^T b, per channel
-            W, quad = se.call("restore", "solve_support", A, b, reg, shape[:2], r)
+            W, quad = _spectral.solve_support(se.xp, A, b, reg, shape[:2], r)
             loss = (energy / pixels + quad) / channels
         self._W, self._P = W, P
         self._losses = [float(loss)]
@@ -442,7 +440,7 @@ class LMSRestorer:
             G = [se.call("restore", "spectra", g) for g, _ in parts]
             F = [se.call("restore", "spectra", f) for _, f in parts]
             if len(parts) > 1:
-                G, F = se.call("restore", "concat", *G), se.call("restore", "concat", *F)
+                G, F = se.xp.concatenate(G), se.xp.concatenate(F)
             else:
                 G, F = G[0], F[0]
             spectra.append((shape, G, F, int(G.shape[0])))
@@ -466,19 +464,18 @@ class LMSRestorer:
                 for i in rng.permutation(len(spectra)):
                     shape, G, F, n = spectra[i]
                     W = (None if kernel is None
-                         else se.call("restore", "weights_from_kernel", kernel, shape[:2]))
+                         else _spectral.weights_from_kernel(se.xp, kernel, shape[:2]))
                     order = rng.permutation(n).astype(np.int32)
                     W, powers[i], loss = self._epoch(se, G, F, W, powers[i], order, shape, t, decay)
-                    kernel = se.call("restore", "kernel_from_weights", W, shape[:2], self.support)
+                    kernel = _spectral.kernel_from_weights(se.xp, W, shape[:2], self.support)
                     losses.append(loss)
                     t += -(-n // self.batch_size)
                 losses = tuple(losses)
-                self._W = se.call("restore", "weights_from_kernel", kernel, spectra[0][0][:2])
+                self._W = _spectral.weights_from_kernel(se.xp, kernel, spectra[0][0][:2])
                 self._P = powers[0]
             self._losses.append(losses)
             self._n_epochs = epoch + 1
-            change = (None if previous is None
-                      else se.call("restore", "relative_change", self._W, previous, self._P))
+            change = self._change(se, previous)
             self._converged = change is not None and change < self.tol
             if progress is not None:
                 progress(epoch + 1, change)
@@ -515,8 +512,7 @@ class LMSRestorer:
         self._W, self._P, losses = self._epoch(se, G, F, self._W, self._P, order, shape)
         self._losses.append(losses)
         self._n_epochs += 1
-        change = (None if previous is None
-                  else se.call("restore", "relative_change", self._W, previous, self._P))
+        change = self._change(se, previous)
         self._converged = change is not None and change < self.tol
         self._finish(se, shape)
         return self
@@ -582,8 +578,7 @@ class LMSRestorer:
             key = (engine.name, shape[:2])
             if key not in self._by_size:
                 self._kernel = se.to_engine(self._kernel)
-                self._by_size[key] = se.call("restore", "weights_from_kernel", self._kernel,
-                                             shape[:2])
+                self._by_size[key] = _spectral.weights_from_kernel(se.xp, self._kernel, shape[:2])
             W = self._by_size[key]
         out = engine.call("restore", "apply", W, g)
         return from_nhwc(out, degraded.ndim)
@@ -608,7 +603,7 @@ class LMSRestorer:
         True
         """
         self._check_fitted()
-        kernel = _to_host(self._kernel)
+        kernel = _backend.to_host(self._kernel)
         arrays = dict(
             version=np.int64(_FORMAT_VERSION),
             mu=np.float64(self.mu),
@@ -618,8 +613,8 @@ class LMSRestorer:
             batch_size=np.int64(self.batch_size),
             beta=np.float64(BETA),
             shape=np.asarray(self._shape, dtype=np.int64),
-            W=_to_host(self._W).astype(np.complex64),
-            P=(np.zeros(0, np.float32) if self._P is None else _to_host(self._P)),
+            W=_backend.to_host(self._W).astype(np.complex64),
+            P=(np.zeros(0, np.float32) if self._P is None else _backend.to_host(self._P)),
             kernel=np.zeros((0, 0, 0), np.float32) if kernel is None else kernel,
             loss_history=np.asarray(self.loss_history_, dtype=np.float64),
             solver=np.str_(self.solver),

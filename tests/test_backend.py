@@ -48,6 +48,68 @@ def test_unknown_backend_names_the_argument(bad):
         _backend.resolve(np.zeros((2, 2), np.uint8), backend=bad)
 
 
+def _entry_points(tmp_path):
+    """Every public way to name a backend, each a zero-argument call that takes *backend*."""
+    from gpuenhance.batch.runner import run_files
+
+    img = np.zeros((8, 8), np.uint8)
+    calls = {
+        "median_filter": lambda b: gpuenhance.median_filter(img, 3, backend=b),
+        "LMSRestorer": lambda b: gpuenhance.LMSRestorer(backend=b),
+        "run_files": lambda b: run_files(lambda x: x, [tmp_path], tmp_path / "out", backend=b),
+        "engine_name": _backend.engine_name,
+    }
+    try:
+        import dask.array as da
+
+        from gpuenhance import dask as gdask
+
+        calls["dask.enhance"] = lambda b: gdask.enhance(da.zeros((8, 8), dtype=np.uint8),
+                                                        "median:ksize=3", backend=b)
+    except ImportError:
+        pass
+    return calls
+
+
+def test_every_entry_point_refuses_an_unknown_backend_with_one_message(tmp_path):
+    with pytest.raises(ValueError) as expected:
+        _backend.check_name("gpu")
+    for name, call in _entry_points(tmp_path).items():
+        with pytest.raises(ValueError) as got:
+            call("gpu")
+        assert str(got.value) == str(expected.value), name
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_emulator_that_cannot_build_is_refused_where_it_is_chosen(monkeypatch, tmp_path,
+                                                                      capsys):
+    from gpuenhance._cuda import emulator
+    from gpuenhance.cli import main
+
+    monkeypatch.setattr(emulator, "compiler_problem", lambda: "no C++ compiler (test)")
+    with pytest.raises(gpuenhance.BackendUnavailableError, match=r"no C\+\+ compiler \(test\)"):
+        _backend.resolve(np.zeros((2, 2), np.uint8), backend="cuda-emulated")
+    with pytest.raises(gpuenhance.BackendUnavailableError, match="emulator is unavailable"):
+        _backend.engine_name("cuda-emulated")
+    assert main(["run", "-o", str(tmp_path / "out"), "--backend", "cuda-emulated"]) == 2
+    err = capsys.readouterr().err
+    assert "no C++ compiler (test)" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert gpuenhance.info()["engines"]["cuda-emulated"] == "unavailable: no C++ compiler (test)"
+
+
+def test_auto_names_the_engine_a_run_would_use():
+    expected = "cuda" if _backend.cuda_available() else "cpu"
+    assert _backend.engine_name(None) == _backend.engine_name("auto") == expected
+    assert _backend.engine_name("cpu") == "cpu"
+
+
+def test_to_host_gives_numpy_and_keeps_none():
+    assert _backend.to_host(None) is None
+    out = _backend.to_host([[1, 2]])
+    assert isinstance(out, np.ndarray) and out.tolist() == [[1, 2]]
+
+
 def test_cuda_without_gpu_raises_backend_unavailable():
     if _backend.cuda_available():
         pytest.skip("a GPU works here")

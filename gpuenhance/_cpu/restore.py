@@ -12,51 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _spectral
-from .._image import dtype_max
-
-
-def _to_float(stack) -> np.ndarray:
-    """(N, H, W, C) of any image dtype -> float32 on the normalized range."""
-    out = stack.astype(np.float32)
-    scale = dtype_max(stack.dtype)
-    if scale != 1.0:
-        out *= np.float32(1.0 / scale)
-    return out
 
 
 def spectra(stack) -> np.ndarray:
     """rfft2 (ortho) of an (N, H, W, C) stack -> complex64 (N, H, W//2+1, C)."""
-    g = np.fft.rfft2(_to_float(stack), axes=(1, 2), norm="ortho")
+    g = np.fft.rfft2(_spectral.to_float(np, stack), axes=(1, 2), norm="ortho")
     return g.astype(np.complex64, copy=False)
-
-
-def _column_weights(shape) -> np.ndarray:
-    """Parseval weights of the rfft columns: 1 for columns without a stored mirror, else 2."""
-    return _spectral.column_weights(np, shape).astype(np.float32)
-
-
-def project_support(W, P, shape, r, eps) -> np.ndarray:
-    """W constrained to (2r+1)² spatial taps in the metric of the bin power P."""
-    return _spectral.project_support(np, W, P, shape, r, eps)
-
-
-def kernel_from_weights(W, shape, r) -> np.ndarray:
-    """The (2r+1, 2r+1, C) float32 convolution taps of W, origin at the centre."""
-    height, width = int(shape[0]), int(shape[1])
-    k = np.fft.irfft2(W, s=(height, width), axes=(0, 1))
-    offsets = np.arange(-r, r + 1)
-    taps = k[np.ix_(offsets % height, offsets % width)]
-    return taps.astype(np.float32)
-
-
-def weights_from_kernel(taps, shape) -> np.ndarray:
-    """W (H, W//2+1, C) complex64 of (2r+1, 2r+1, C) taps circularly zero-padded to *shape*."""
-    height, width = int(shape[0]), int(shape[1])
-    r = (taps.shape[0] - 1) // 2
-    offsets = np.arange(-r, r + 1)
-    k = np.zeros((height, width, taps.shape[2]), dtype=np.float64)
-    k[np.ix_(offsets % height, offsets % width)] = taps
-    return np.fft.rfft2(k, axes=(0, 1)).astype(np.complex64)
 
 
 def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support, step0=0,
@@ -97,7 +58,7 @@ def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, suppor
         W = W.astype(np.complex64, copy=True)
     first = P is None
     P = np.zeros(G.shape[1:], dtype=np.float32) if first else P.astype(np.float32, copy=True)
-    weight = _column_weights(shape)[:, None]
+    weight = _spectral.column_weights(np, shape).astype(np.float32)[:, None]
     pixels = float(shape[0]) * float(shape[1]) * float(G.shape[3])
     leak, eps, beta = (np.float32(v) for v in (leak, eps, beta))
     order = np.asarray(order)
@@ -119,7 +80,7 @@ def nlms_epoch(G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, suppor
         mu_t = np.float32(_spectral.step_size(mu, step0 + step, decay))
         W = W + (mu_t / (P + eps)) * (grad - leak * W)
         if support >= 0:
-            W = project_support(W, P, shape, support, eps)
+            W = _spectral.project_support(np, W, P, shape, support, eps)
     return W.astype(np.complex64, copy=False), P.astype(np.float32, copy=False), losses
 
 
@@ -129,19 +90,8 @@ def apply(W, stack) -> np.ndarray:
     Integers are rounded half to even and saturated; floats come back as float32.
     """
     height, width = stack.shape[1], stack.shape[2]
-    G = spectra(stack)
-    out = np.fft.irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
-    out = out.astype(np.float32, copy=False)
-    dtype = np.dtype(stack.dtype)
-    if dtype.kind in "ui":
-        scale = np.float32(dtype_max(dtype))
-        out = np.clip(np.rint(out * scale), 0, scale).astype(dtype)
-    return out
-
-
-def concat(*stacks):
-    """The spectra stacks (N_i, H, Wf, C) of one image size, one after the other."""
-    return np.concatenate(stacks, axis=0)
+    out = np.fft.irfft2(spectra(stack) * W[None], s=(height, width), axes=(1, 2), norm="ortho")
+    return _spectral.from_float(np, out.astype(np.float32, copy=False), stack.dtype)
 
 
 def accumulate(X, S, E, degraded, clean):
@@ -165,34 +115,3 @@ def accumulate(X, S, E, degraded, clean):
     S += s
     E += e
     return X, S, E
-
-
-def exact_solution(X, S, E, n, reg, shape):
-    """``(W, P, total)``: per-bin least squares and its error (see _spectral.exact_solution)."""
-    return _spectral.exact_solution(np, X, S, E, n, reg, shape)
-
-
-def power(S, n):
-    """P = S/n float32 (see _spectral.power)."""
-    return _spectral.power(np, S, n)
-
-
-def relative_change(new, old, P):
-    """P-weighted relative change of the weights (see _spectral.relative_change)."""
-    return _spectral.relative_change(np, new, old, P)
-
-
-def support_system(S, X, shape, r, scale):
-    """The spatial normal equations ``(A, b)`` of the sums S, X, times *scale* (float64)."""
-    A, b = _spectral.normal_equations(np, S, X, shape, r)
-    return A * scale, b * scale
-
-
-def solve_support(A, b, reg, shape, r):
-    """``(W, quad)`` of the taps solving ``(A + reg I) k = b`` (see _spectral.solve_support)."""
-    return _spectral.solve_support(np, A, b, reg, shape, r)
-
-
-def parseval_sum(Q, shape):
-    """Sum over the full spectrum of a per-bin quantity in the rfft layout."""
-    return _spectral.parseval_sum(np, Q, shape)

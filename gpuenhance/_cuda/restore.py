@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _spectral
-from .._image import dtype_max
 from ._common import blocks
 
 LMS_FILE = "lms.cu"
@@ -27,44 +26,11 @@ KERNELS = {LMS_FILE: (STEP_KERNEL, ACCUMULATE_KERNEL)}
 HOT_KERNELS = (STEP_KERNEL, ACCUMULATE_KERNEL)
 
 
-def _to_float(ctx, stack):
-    xp = ctx.xp
-    out = stack.astype(xp.float32)
-    scale = dtype_max(stack.dtype)
-    if scale != 1.0:
-        out *= np.float32(1.0 / scale)
-    return out
-
-
 def spectra(ctx, stack):
     """rfft2 (ortho) of an (N, H, W, C) stack -> complex64 (N, H, W//2+1, C)."""
-    g = ctx.xp.fft.rfft2(_to_float(ctx, stack), axes=(1, 2), norm="ortho")
-    return ctx.xp.ascontiguousarray(g.astype(ctx.xp.complex64, copy=False))
-
-
-def project_support(ctx, W, P, shape, r, eps):
-    """W constrained to (2r+1)² spatial taps in the metric of the bin power P."""
-    return _spectral.project_support(ctx.xp, W, P, shape, r, eps)
-
-
-def kernel_from_weights(ctx, W, shape, r):
-    """The (2r+1, 2r+1, C) float32 convolution taps of W, origin at the centre."""
     xp = ctx.xp
-    height, width = int(shape[0]), int(shape[1])
-    k = xp.fft.irfft2(W, s=(height, width), axes=(0, 1))
-    k = xp.roll(k, (r, r), axis=(0, 1))[: 2 * r + 1, : 2 * r + 1]
-    return xp.ascontiguousarray(k.astype(xp.float32))
-
-
-def weights_from_kernel(ctx, taps, shape):
-    """W (H, W//2+1, C) complex64 of (2r+1, 2r+1, C) taps circularly zero-padded to *shape*."""
-    xp = ctx.xp
-    height, width = int(shape[0]), int(shape[1])
-    r = (taps.shape[0] - 1) // 2
-    k = xp.zeros((height, width, taps.shape[2]), dtype=xp.float64)
-    k[: 2 * r + 1, : 2 * r + 1] = taps
-    k = xp.roll(k, (-r, -r), axis=(0, 1))
-    return xp.ascontiguousarray(xp.fft.rfft2(k, axes=(0, 1)).astype(xp.complex64))
+    g = xp.fft.rfft2(_spectral.to_float(xp, stack), axes=(1, 2), norm="ortho")
+    return xp.ascontiguousarray(g.astype(xp.complex64, copy=False))
 
 
 def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, support, step0=0,
@@ -125,13 +91,8 @@ def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, s
         )
         first = False
         if support >= 0:
-            W = project_support(ctx, W, P, shape, support, eps)
+            W = _spectral.project_support(xp, W, P, shape, support, eps)
     return W, P, partials.sum(axis=1)
-
-
-def concat(ctx, *stacks):
-    """The spectra stacks (N_i, H, Wf, C) of one image size, one after the other."""
-    return ctx.xp.concatenate(stacks, axis=0)
 
 
 def accumulate(ctx, X, S, E, degraded, clean):
@@ -154,46 +115,10 @@ def accumulate(ctx, X, S, E, degraded, clean):
     return X, S, E
 
 
-def exact_solution(ctx, X, S, E, n, reg, shape):
-    """``(W, P, total)``: per-bin least squares and its error (see _spectral.exact_solution)."""
-    return _spectral.exact_solution(ctx.xp, X, S, E, n, reg, shape)
-
-
-def power(ctx, S, n):
-    """P = S/n float32 (see _spectral.power)."""
-    return _spectral.power(ctx.xp, S, n)
-
-
-def relative_change(ctx, new, old, P):
-    """P-weighted relative change of the weights (see _spectral.relative_change)."""
-    return _spectral.relative_change(ctx.xp, new, old, P)
-
-
-def support_system(ctx, S, X, shape, r, scale):
-    """The spatial normal equations ``(A, b)`` of the sums S, X, times *scale* (float64)."""
-    A, b = _spectral.normal_equations(ctx.xp, S, X, shape, r)
-    return A * scale, b * scale
-
-
-def solve_support(ctx, A, b, reg, shape, r):
-    """``(W, quad)`` of the taps solving ``(A + reg I) k = b`` (see _spectral.solve_support)."""
-    return _spectral.solve_support(ctx.xp, A, b, reg, shape, r)
-
-
-def parseval_sum(ctx, Q, shape):
-    """Sum over the full spectrum of a per-bin quantity in the rfft layout."""
-    return _spectral.parseval_sum(ctx.xp, Q, shape)
-
-
 def apply(ctx, W, stack):
     """irfft2(W * rfft2(stack)) of an (N, H, W, C) stack, returned in the stack's dtype."""
     xp = ctx.xp
     height, width = stack.shape[1], stack.shape[2]
-    G = spectra(ctx, stack)
-    out = xp.fft.irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
-    out = out.astype(xp.float32, copy=False)
-    dtype = np.dtype(stack.dtype)
-    if dtype.kind in "ui":
-        scale = np.float32(dtype_max(dtype))
-        out = xp.clip(xp.rint(out * scale), 0, scale).astype(dtype)
-    return out
+    out = xp.fft.irfft2(spectra(ctx, stack) * W[None], s=(height, width), axes=(1, 2),
+                        norm="ortho")
+    return _spectral.from_float(xp, out.astype(xp.float32, copy=False), stack.dtype)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _backend, _tiles, _validate
+from .. import _tiles, _validate
 from ..io import SUPPORTED_EXTENSIONS, find_images
 from . import outdir
 from .report import RunReport
@@ -20,15 +20,7 @@ __all__ = [
     "encoder_settings",
     "plan_outputs",
     "prepare_run",
-    "resolve_engine",
 ]
-
-
-def resolve_engine(backend) -> str:
-    """The engine name a run uses here: None/"auto" is CUDA when a GPU works, else CPU."""
-    if backend in (None, "auto"):
-        return "cuda" if _backend.cuda_available() else "cpu"
-    return _backend.resolve(backend=backend).name
 
 
 def plan_outputs(files, out_dir: Path, failures: list) -> list[tuple[Path, Path]]:

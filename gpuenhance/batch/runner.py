@@ -40,7 +40,7 @@ from ..io import (
 from . import outdir, staging
 from .codecs import gpu_codec
 from .manifest import Manifest
-from .plan import check_tile, encoder_settings, prepare_run, resolve_engine
+from .plan import check_tile, encoder_settings, prepare_run
 from .report import FileResult, RunReport, add_results
 
 __all__ = ["default_batch_size", "default_max_bytes", "process_files", "run_files"]
@@ -404,7 +404,7 @@ def run_files(
         raise ValueError("max_tile needs a Pipeline: only local filters can be tiled exactly")
     check_tile(func, tile)
     encoding, params = encoder_settings(quality, png_compression)
-    engine = resolve_engine(backend)
+    engine = _backend.engine_name(backend)
     codec = gpu_codec(decoder, engine)  # before any work: decoder="gpu" may be refused
     out_dir = Path(out_dir)
     report = RunReport(engine=engine, pipeline=label, encoding=encoding,
