@@ -11,7 +11,7 @@ from .bilateral import bilateral_filter
 from .color import white_balance
 from .contrast import auto_contrast, clahe, equalize_hist
 from .filters import gaussian_filter, median_filter
-from .local import EnhanceResult, enhance_roi
+from .roi import EnhanceResult, enhance_roi
 from .pipeline import Pipeline
 from .restore import LMSRestorer
 from .sharpen import unsharp_mask

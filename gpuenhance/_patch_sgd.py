@@ -1,6 +1,6 @@
 """Engine-neutral parts of patch-SGD enhancement of a region (:func:`gpuenhance.enhance_roi`):
 the constants, the patch schedule, the region's indices, the whitening preconditioner, Adam's
-step sizes and the early-stopping rule. Both engines (``_cpu.local``, ``_cuda.local``) take them
+step sizes and the early-stopping rule. Both engines (``_cpu.roi``, ``_cuda.roi``) take them
 from here, so they draw the same patches and stop at the same step.
 """
 

@@ -175,14 +175,12 @@ def enhance_roi(img, roi, *, target=None, ksize=3, amount=1.0, patch=32, batch=2
             )
     engine = _backend.resolve(img, target, backend=backend)
     out, kernel, bias, losses, steps_run, converged = engine.call(
-        "local", "enhance_roi", img, roi, target, ksize, amount, patch, batch, steps, lr, tol, seed
+        "roi", "enhance_roi", img, roi, target, ksize, amount, patch, batch, steps, lr, tol, seed
     )
 
-    def host(a):
-        return np.asarray(a.get() if _backend.is_cupy(a) else a)
-
     result = EnhanceResult(
-        kernel=host(kernel), bias=host(bias), loss_history=host(losses),
+        kernel=_backend.to_host(kernel), bias=_backend.to_host(bias),
+        loss_history=_backend.to_host(losses),
         steps_run=int(steps_run), converged=bool(converged),
     )
     return out, result

@@ -14,7 +14,7 @@ MODULES = [
     "gpuenhance.sharpen",
     "gpuenhance.bilateral",
     "gpuenhance.restore",
-    "gpuenhance.local",
+    "gpuenhance.roi",
     "gpuenhance.degrade",
     "gpuenhance.metrics",
     "gpuenhance.pipeline",

@@ -24,7 +24,7 @@ _problem = _nvrtc.nvrtc_problem()
 pytestmark = pytest.mark.skipif(_problem is not None, reason=f"NVRTC unusable here: {_problem}")
 
 ARCHS = ("sm_75", "sm_80", "sm_90")
-TOPICS = ("filters", "tone", "restore", "local", "contrast", "levels", "sharpen", "bilateral")
+TOPICS = ("filters", "tone", "restore", "roi", "contrast", "levels", "sharpen", "bilateral")
 TEST_KERNELS = Path(__file__).parent / "emulator_kernels"
 
 

@@ -16,7 +16,7 @@ from tolerances import tol
 import gpuenhance
 from gpuenhance import EnhanceResult, enhance_roi
 from gpuenhance import _patch_sgd
-from gpuenhance._cpu import local as cpu_local
+from gpuenhance._cpu import roi as cpu_roi
 
 
 def _region64(img, roi, r):
@@ -49,7 +49,7 @@ def test_gradient_matches_finite_differences(method, ksize):
     target = rng.random((h, w, C))
     params = rng.normal(size=(C, ksize * ksize + 1))
     positions = _patch_sgd.patch_positions(7, 1, B, h, w, patch)[0]
-    loss, grad = cpu_local.loss_and_grad(params, region, target, positions, patch, ksize, method)
+    loss, grad = cpu_roi.loss_and_grad(params, region, target, positions, patch, ksize, method)
     assert grad.dtype == np.float64
     eps = 1e-6
     fd = np.empty_like(params)
@@ -57,8 +57,8 @@ def test_gradient_matches_finite_differences(method, ksize):
         p1, p2 = params.copy(), params.copy()
         p1[idx] += eps
         p2[idx] -= eps
-        l1, _ = cpu_local.loss_and_grad(p1, region, target, positions, patch, ksize, method)
-        l2, _ = cpu_local.loss_and_grad(p2, region, target, positions, patch, ksize, method)
+        l1, _ = cpu_roi.loss_and_grad(p1, region, target, positions, patch, ksize, method)
+        l2, _ = cpu_roi.loss_and_grad(p2, region, target, positions, patch, ksize, method)
         fd[idx] = (l1 - l2) / (2 * eps)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
     # the loss itself against a direct float64 oracle over the listed patches
@@ -275,3 +275,16 @@ def test_bad_images():
 
 def test_public_export():
     assert gpuenhance.enhance_roi is enhance_roi
+
+
+def test_the_old_module_name_still_works_and_warns(monkeypatch):
+    import importlib
+    import sys
+
+    from gpuenhance import roi
+
+    monkeypatch.delitem(sys.modules, "gpuenhance.local", raising=False)
+    with pytest.warns(DeprecationWarning, match="gpuenhance.roi"):
+        old = importlib.import_module("gpuenhance.local")
+    assert old.enhance_roi is roi.enhance_roi
+    assert old.EnhanceResult is roi.EnhanceResult

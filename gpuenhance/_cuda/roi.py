@@ -1,6 +1,6 @@
 """CUDA engine of :func:`gpuenhance.enhance_roi` (kernels/patch_sgd.cu).
 
-Same algorithm, patches and stopping rule as :mod:`gpuenhance._cpu.local`. Per SGD step two
+Same algorithm, patches and stopping rule as :mod:`gpuenhance._cpu.roi`. Per SGD step two
 launches, no host synchronisation: ``gpuenhance_patch_sgd_grad<K>`` (one block per patch and
 channel: residuals, gradient and loss accumulated into device buffers) and
 ``gpuenhance_patch_sgd_adam<K>`` (preconditioned Adam step, zeroes the gradient buffer).
