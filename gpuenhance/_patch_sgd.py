@@ -60,11 +60,6 @@ def roi_indices(roi, radius: int, shape_hw):
     return rows, cols
 
 
-def gaussian_sigma(ksize: int) -> float:
-    """OpenCV's sigma for a Gaussian of size *ksize*: 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8."""
-    return 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
-
-
 def initial_params(channels: int, ksize: int):
     """Identity kernel, zero bias: the fit starts from "no change"."""
     k2 = ksize * ksize

@@ -15,9 +15,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .._gauss import effective_sigma
 from .._image import dtype_max
 from .._patch_sgd import (
-    BETA1, BETA2, EPS, adam_scalars, feature_moments, gaussian_sigma, initial_params,
+    BETA1, BETA2, EPS, adam_scalars, feature_moments, initial_params,
     patch_positions, plateau_check, preconditioner, roi_indices, step_size,
 )
 
@@ -35,13 +36,14 @@ def roi_region(img3, roi, radius: int, dtype=np.float32):
 def unsharp_target(region, ksize: int, amount: float):
     """``x + amount * (x - blur(x))`` on the interior of *region* (float32, (h, w, C)).
 
-    The blur is ``cv2.GaussianBlur`` of size *ksize* with the sigma of :func:`gaussian_sigma`;
+    The blur is ``cv2.GaussianBlur`` of size *ksize* with OpenCV's derived sigma
+    (:func:`gpuenhance._gauss.effective_sigma`);
     the region's margin already holds the image's reflect_101 border, so its interior equals
     the whole-image blur.
     """
     r = ksize // 2
     region = np.ascontiguousarray(region, dtype=np.float32)
-    sigma = gaussian_sigma(ksize)
+    sigma = effective_sigma(ksize, 0)
     blur = cv2.GaussianBlur(region, (ksize, ksize), sigmaX=sigma, sigmaY=sigma,
                             borderType=cv2.BORDER_REFLECT_101)
     if blur.ndim == 2:

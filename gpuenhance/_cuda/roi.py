@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _patch_sgd as _ref
+from .._gauss import effective_sigma, taps
 from .._image import dtype_max
 from ._common import GRID_X_MAX, GRID_YZ_MAX, INT32_MAX, blocks, check_grid, ctype
 
@@ -68,13 +69,10 @@ def _host(a):
 
 def _unsharp_target(xp, region, ksize: int, amount: float):
     """``x + amount * (x - blur(x))`` on the region's interior, separable blur in float32."""
-    import cv2
-
     r = ksize // 2
     h = region.shape[0] - 2 * r
     w = region.shape[1] - 2 * r
-    sigma = _ref.gaussian_sigma(ksize)
-    g = cv2.getGaussianKernel(ksize, sigma, ktype=cv2.CV_32F).ravel()
+    g = taps(ksize, effective_sigma(ksize, 0)).astype(np.float32)
     rows = xp.zeros((region.shape[0], w, region.shape[2]), dtype=xp.float32)
     for d in range(ksize):
         rows += region[:, d:d + w, :] * np.float32(g[d])
