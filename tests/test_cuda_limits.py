@@ -1,7 +1,7 @@
 """Size limits of the CUDA engine: huge shapes either get a valid launch or a clear ValueError.
 
 Nothing here allocates a large array. Launch configurations are computed from shapes alone
-(``median_launch``, ``gaussian_launch``, ``local.check_limits``, ``tone._grid``) and checked
+(``median_launch``, ``gaussian_launch``, ``roi.check_limits``, ``tone._grid``) and checked
 against CUDA's grid limits; the refusals of the ops themselves are driven with zero-stride
 ``np.broadcast_to`` fakes, which the host code refuses from their metadata before reading or
 copying any element. The grid-stride loops that let a clamped grid cover any number of row
@@ -17,7 +17,7 @@ from test_cuda_filters import _random, assert_gauss_close, gaussian_oracle, medi
 from tolerances import tol
 
 import gpuenhance
-from gpuenhance._cuda import _common, filters, local, tone
+from gpuenhance._cuda import _common, filters, roi, tone
 from gpuenhance._cuda._common import GRID_X_MAX, GRID_YZ_MAX, INT32_MAX, MAX_EXTENT
 
 BIG = 2**31  # more elements than a 32-bit index reaches
@@ -134,13 +134,13 @@ def test_lut_grid_is_capped(n):
 
 
 def test_enhance_roi_limits():
-    local.check_limits((64, 64, GRID_YZ_MAX), GRID_X_MAX, 10)  # the largest accepted
+    roi.check_limits((64, 64, GRID_YZ_MAX), GRID_X_MAX, 10)  # the largest accepted
     with pytest.raises(ValueError, match=r"img channels \(C\) must be at most 65535"):
-        local.check_limits((64, 64, GRID_YZ_MAX + 1), 16, 10)
+        roi.check_limits((64, 64, GRID_YZ_MAX + 1), 16, 10)
     with pytest.raises(ValueError, match="batch must be at most 2147483647"):
-        local.check_limits((64, 64, 1), BIG, 10)
+        roi.check_limits((64, 64, 1), BIG, 10)
     with pytest.raises(ValueError, match=r"img width \(W\)"):
-        local.check_limits((8, BIG, 1), 16, 10)
+        roi.check_limits((8, BIG, 1), 16, 10)
 
 
 # ---------------------------------------------------------------------------------------------
