@@ -216,15 +216,15 @@ def test_median_non_contiguous_input(ctx, rng):
 # 256-byte tiles and row tiles, image edges inside a word, batches.
 @pytest.fixture
 def launched(ctx, monkeypatch):
-    """The name expressions of the filter kernels launched, in order."""
+    """The name expressions of the kernels launched (through ``ctx.kernel``), in order."""
     names = []
-    real = filters._function
+    real = ctx.kernel
 
-    def spy(c, filename, name):
+    def spy(filename, name):
         names.append(name)
-        return real(c, filename, name)
+        return real(filename, name)
 
-    monkeypatch.setattr(filters, "_function", spy)
+    monkeypatch.setattr(ctx, "kernel", spy)
     return names
 
 
@@ -551,8 +551,8 @@ def test_gamma_integer_table(ctx, rng, dtype, gamma, gain):
 
 
 def test_gamma_table_cached(ctx):
-    a = tone._gamma_table_cached(ctx.name, None, "uint8", 2.2, 1.0)
-    assert a is tone._gamma_table_cached(ctx.name, None, "uint8", 2.2, 1.0)
+    a = tone._gamma_table(ctx, "uint8", 2.2, 1.0)
+    assert a is tone._gamma_table(ctx, "uint8", 2.2, 1.0)
 
 
 @pytest.mark.parametrize("gamma,gain", [(2.2, 1.0), (0.45, 1.7), (1.0, 1.0)])

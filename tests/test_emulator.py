@@ -383,18 +383,18 @@ def test_disk_cache_reused(tmp_path, monkeypatch):
     src = test_source("basics.cu") + "\n// cache test\n"
     exprs = ("gpuenhance_test_add<float>",)
     calls = []
-    real = emulator._compile_shared_object
+    real = emulator.module._compile_shared_object
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(emulator, "_compile_shared_object", counting)
+    monkeypatch.setattr(emulator.module, "_compile_shared_object", counting)
     emulator.load_module(src, exprs, filename="basics.cu")
     assert len(calls) == 1
     assert len(list((tmp_path / "emulator").glob("*.so"))) == 1
     # A fresh process would find the .so on disk: forget the in-process memo and load again.
-    monkeypatch.setattr(emulator, "_MODULES", {})
+    monkeypatch.setattr(emulator.module, "_MODULES", {})
     mod = emulator.load_module(src, exprs, filename="basics.cu")
     assert len(calls) == 1
     a = np.arange(5, dtype=np.float32)

@@ -34,7 +34,7 @@ def ctx():
 
 
 class _Launches:
-    """Records the name expression of every kernel launched through ``ctx.module``."""
+    """Records the name expression of every kernel launched through ``ctx.kernel``."""
 
     def __init__(self):
         self.names: list[str] = []
@@ -53,22 +53,18 @@ class _Launches:
 @pytest.fixture
 def launches(ctx, monkeypatch):
     rec = _Launches()
-    module = ctx.module
+    real = ctx.kernel
 
-    class Module:
-        def __init__(self, mod):
-            self._mod = mod
+    def kernel(filename, name):
+        kern = real(filename, name)
 
-        def get_function(self, name):
-            kern = self._mod.get_function(name)
+        def launch(*args, **kwargs):
+            rec.names.append(name)
+            return kern(*args, **kwargs)
 
-            def launch(*args, **kwargs):
-                rec.names.append(name)
-                return kern(*args, **kwargs)
+        return launch
 
-            return launch
-
-    monkeypatch.setattr(ctx, "module", lambda filename, exprs: Module(module(filename, exprs)))
+    monkeypatch.setattr(ctx, "kernel", kernel)
     return rec
 
 

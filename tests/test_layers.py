@@ -1,6 +1,6 @@
 """Layering, read from the source: the batch layer sits below the pipeline, the command line and
-Dask; the two engines are siblings that never import each other; the package's module-level
-imports form no cycle."""
+Dask; the two engines are siblings that never import each other; the package's imports form no
+cycle; the CUDA engine reaches kernels only through ``ctx.kernel(file, name)``."""
 
 import ast
 from pathlib import Path
@@ -64,18 +64,24 @@ def test_the_engines_never_import_each_other():
             assert not bad, f"{path.relative_to(PACKAGE)} imports {sorted(bad)}"
 
 
-def test_module_level_imports_form_no_cycle():
+def _import_graph(*, top_level_only: bool) -> dict[str, set[str]]:
+    """module -> the package's modules it imports (its parent packages left out)."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         deps = set()
-        for imported in _imports(path, top_level_only=True):
+        for imported in _imports(path, top_level_only=top_level_only):
             # "from . import x" names a module x; "from .m import f" names m (f is not one)
             while imported and imported not in modules:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name and not name.startswith(imported + "."):
                 deps.add(imported)
         graph[name] = deps
+    assert len(graph) > 40
+    return graph
+
+
+def _assert_acyclic(graph: dict[str, set[str]]) -> None:
     state: dict = {}
 
     def visit(node, trail):
@@ -87,9 +93,24 @@ def test_module_level_imports_form_no_cycle():
             visit(dep, trail + [node])
         state[node] = "done"
 
-    assert len(graph) > 40
     for node in sorted(graph):
         visit(node, [])
+
+
+def test_module_level_imports_form_no_cycle():
+    _assert_acyclic(_import_graph(top_level_only=True))
+
+
+def test_no_cycle_through_imports_inside_functions_either():
+    # a deferred import only hides a cycle (the loader and the emulator used to form one)
+    _assert_acyclic(_import_graph(top_level_only=False))
+    _assert_acyclic({"a": {"b"}, "b": set()})
+    try:
+        _assert_acyclic({"a": {"b"}, "b": {"a"}})
+    except AssertionError as exc:
+        assert "import cycle: a -> b -> a" in str(exc)
+    else:
+        raise AssertionError("the cycle a -> b -> a was not found")
 
 
 def test_the_package_never_imports_the_benchmarks():
@@ -100,3 +121,75 @@ def test_the_package_never_imports_the_benchmarks():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0
                 else [])
             assert not any(n == "bench" or n.startswith("bench.") for n in names), path
+
+
+# Ways to a kernel or to a device memo other than ctx.kernel(file, name) and _loader.per_device.
+_OTHER_KERNEL_ACCESS = {"get_function", "module", "function", "RawModule", "RawKernel",
+                        "load_module", "getDevice", "lru_cache", "cache"}
+
+
+def _kernel_access_problems(source: str, declared) -> list[str]:
+    """What a _cuda module's *source* does to reach a kernel or memoize per device other than
+    ``ctx.kernel(file, name)`` on a file in *declared* and ``@per_device``; and a ``KERNELS``
+    not registered through ``declare(...)``."""
+    tree = ast.parse(source)
+    strings = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+               and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+               for t in n.targets if isinstance(t, ast.Name)}
+    problems = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "KERNELS" for t in node.targets):
+            value = node.value
+            if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                    and value.func.id == "declare"):
+                problems.append(f"line {node.lineno}: KERNELS is not declare({{...}})")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _OTHER_KERNEL_ACCESS:
+            problems.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module in ("functools", "emulator"):
+            problems.append(f"line {node.lineno}: from {node.module} import ...")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "kernel"):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant):
+                filename = arg.value
+            else:
+                filename = strings.get(arg.id) if isinstance(arg, ast.Name) else None
+            if filename not in declared:
+                problems.append(f"line {node.lineno}: ctx.kernel on "
+                                f"{ast.unparse(arg) if arg else 'nothing'}, not a file of KERNELS")
+    return problems
+
+
+def test_cuda_modules_reach_kernels_only_through_ctx_kernel():
+    import importlib
+
+    checked = 0
+    for path in sorted((PACKAGE / "_cuda").glob("*.py")):
+        if path.name in ("_loader.py", "_nvrtc.py"):  # the loader; NVRTC compiles on purpose
+            continue
+        module = importlib.import_module(_module_name(path))
+        declared = getattr(module, "KERNELS", {})
+        assert declared or path.name.startswith("_"), f"{path.name} declares no KERNELS"
+        problems = _kernel_access_problems(path.read_text(), declared)
+        assert not problems, f"_cuda/{path.name}: " + "; ".join(problems)
+        checked += bool(declared)
+    assert checked >= 8
+
+
+def test_the_kernel_access_check_catches_the_old_conventions():
+    declared = {"levels.cu": ()}
+    old = [
+        'KERNELS = {"levels.cu": ()}\n',
+        'def f(ctx):\n    return ctx.module("levels.cu", KERNELS["levels.cu"]).get_function("k")\n',
+        'def f(ctx):\n    return ctx.function("levels.cu", KERNELS["levels.cu"], "k")\n',
+        'import functools\n@functools.lru_cache(maxsize=4)\ndef f(engine, device):\n    pass\n',
+        'def f(ctx):\n    return ctx.xp.cuda.runtime.getDevice()\n',
+        'def f(ctx):\n    return ctx.kernel("median.cu", "k")\n',
+    ]
+    for source in old:
+        assert _kernel_access_problems(source, declared), source
+    good = ('KERNELS = declare({"levels.cu": ()})\nFILE = "levels.cu"\n'
+            '@per_device(maxsize=4)\ndef f(ctx):\n    return ctx.kernel(FILE, "k")\n')
+    assert _kernel_access_problems(good, declared) == []

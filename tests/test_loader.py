@@ -1,5 +1,8 @@
-"""Kernel sources and launch errors of the CUDA engine's loader."""
+"""The CUDA engine's loader: kernel sources, declared kernels, the per-device memo, launch
+errors."""
 
+import importlib
+import pkgutil
 import sys
 import types
 
@@ -51,3 +54,80 @@ def test_launch_errors_name_the_kernel(monkeypatch):
     assert "gpuenhance_lut<gpuenhance_u8, 0, 1>" in message
     assert "kernels/lut.cu" in message
     assert "invalid argument" in message
+
+
+def _topic_kernels() -> dict[str, tuple[str, ...]]:
+    """kernel file -> name expressions, read from every topic module's KERNELS."""
+    import gpuenhance._cuda
+
+    found = {}
+    for info in pkgutil.iter_modules(gpuenhance._cuda.__path__):
+        if info.name.startswith("_") or info.ispkg:
+            continue
+        mod = importlib.import_module(f"gpuenhance._cuda.{info.name}")
+        for filename, exprs in mod.KERNELS.items():
+            assert filename not in found, f"{filename} is listed by two topic modules"
+            found[filename] = tuple(exprs)
+    return found
+
+
+def test_the_loader_compiles_exactly_the_declared_kernels():
+    kernels = _topic_kernels()
+    files = {p.name for p in _loader.kernel_dir().glob("*.cu")}
+    assert set(kernels) == files
+    for filename, exprs in kernels.items():
+        assert _loader.declared(filename) == exprs
+
+
+def test_an_emulated_module_holds_every_declared_expression():
+    from conftest import _emulator_problem
+
+    if _emulator_problem() is not None:
+        pytest.skip(f"CUDA emulator unavailable: {_emulator_problem()}")
+    from gpuenhance._cuda import bilateral
+
+    ctx = _loader.get_context("cuda-emulated")
+    exprs = bilateral.KERNELS["bilateral.cu"]
+    kern = ctx.kernel("bilateral.cu", exprs[-1])
+    assert kern.name_expression == exprs[-1]
+    assert _loader._module(ctx, "bilateral.cu").name_expressions == exprs
+
+
+def test_undeclared_files_and_redeclarations_are_refused(monkeypatch):
+    monkeypatch.setattr(_loader, "_DECLARED", {})
+    ctx = _loader.get_context("cuda-emulated")
+    with pytest.raises(_loader.KernelError, match="no_such.cu"):
+        ctx.kernel("no_such.cu", "gpuenhance_nothing")
+    kernels = {"no_such.cu": ("gpuenhance_a", "gpuenhance_b")}
+    assert _loader.declare(kernels) is kernels
+    _loader.declare({"no_such.cu": ["gpuenhance_a", "gpuenhance_b"]})  # the same list again
+    with pytest.raises(_loader.KernelError, match="no_such.cu is declared twice"):
+        _loader.declare({"no_such.cu": ("gpuenhance_a",)})
+    assert _loader.declared("no_such.cu") == ("gpuenhance_a", "gpuenhance_b")
+
+
+def test_per_device_builds_once_per_engine_device_and_arguments(monkeypatch):
+    calls = []
+
+    @_loader.per_device(maxsize=8)
+    def table(ctx, n):
+        calls.append((ctx.name, ctx.device(), n))
+        return [n] * n
+
+    ctx = _loader.get_context("cuda-emulated")
+    first = table(ctx, 3)
+    assert table(ctx, 3) is first and first == [3, 3, 3]
+    assert table(ctx, 2) == [2, 2]
+    monkeypatch.setattr(ctx, "device", lambda: 1)  # as if another GPU were current
+    assert table(ctx, 3) is not first
+    assert calls == [("cuda-emulated", None, 3), ("cuda-emulated", None, 2),
+                     ("cuda-emulated", 1, 3)]
+    assert table.cache_info().currsize == 3
+
+
+def test_kernel_error_has_one_home():
+    from gpuenhance._cuda import _errors, _nvrtc
+    from gpuenhance._cuda.emulator import compiler, kernel, module
+
+    for mod in (_loader, _nvrtc, compiler, kernel, module):
+        assert mod.KernelError is _errors.KernelError

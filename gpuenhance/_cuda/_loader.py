@@ -1,9 +1,15 @@
-"""Kernel loading for the CUDA engine: sources, memoized modules, and the kernel context.
+"""Kernel loading for the CUDA engine: sources, declared kernels, the kernel context.
 
-One memoized module per (engine, device, kernel file, name expressions). On a GPU the module
-is a ``cupy.RawModule`` (CuPy's disk cache gives cross-process reuse); under
+Host code reaches a kernel one way: ``ctx.kernel("median.cu", name_expression)``. Each topic
+module declares the name expressions of its kernel files once, ``KERNELS = declare({...})``;
+the loader compiles a file with every expression declared for it (the set
+tests/test_kernels_compile.py compiles with NVRTC), once per engine and device. On a GPU the
+module is a ``cupy.RawModule`` (CuPy's disk cache gives cross-process reuse); under
 ``backend="cuda-emulated"`` it is the CUDA-on-CPU emulator's module, built from the very same
 source text.
+
+What belongs to one device (compiled modules, tables uploaded once) is memoized by
+:func:`per_device`, keyed by the engine and the current device.
 """
 
 from __future__ import annotations
@@ -13,12 +19,42 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from ._errors import KernelError
+
+__all__ = ["Context", "KernelError", "declare", "declared", "get_context", "kernel_dir",
+           "kernel_source", "per_device"]
+
 NVRTC_OPTIONS = ("-std=c++17",)
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
 
+# kernel file -> every name expression declared for it (filled by declare()).
+_DECLARED: dict[str, tuple[str, ...]] = {}
 
-class KernelError(RuntimeError):
-    """A kernel failed to compile or launch; the message names the kernel and the reason."""
+
+def declare(kernels: dict) -> dict:
+    """Register a topic module's ``KERNELS`` (kernel file -> name expressions); returns it.
+
+    These are the instantiations :meth:`Context.kernel` compiles a file with. A file is
+    declared by one module: a second, different list for it raises ``KernelError``.
+    """
+    for filename, exprs in kernels.items():
+        exprs = tuple(exprs)
+        known = _DECLARED.setdefault(filename, exprs)
+        if known != exprs:
+            raise KernelError(f"kernels/{filename} is declared twice, with different name "
+                              "expressions; one topic module's KERNELS lists a file")
+    return kernels
+
+
+def declared(filename: str) -> tuple[str, ...]:
+    """The name expressions declared for ``kernels/<filename>``."""
+    try:
+        return _DECLARED[filename]
+    except KeyError:
+        raise KernelError(
+            f"no topic module declares kernels/{filename}: list it in a _cuda module's "
+            "KERNELS = declare({...})"
+        ) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +95,7 @@ def kernel_source(filename: str) -> str:
 
 
 class Context:
-    """What the CUDA host code needs: an array module and compiled kernel modules.
+    """What the CUDA host code needs: an array module and the kernels (:meth:`kernel`).
 
     Attributes
     ----------
@@ -79,22 +115,42 @@ class Context:
 
             self.xp = numpy
 
-    def module(self, filename: str, name_expressions):
-        """The compiled module of ``kernels/<filename>`` with these name expressions.
-
-        Its ``get_function(name_expression)`` returns a callable
-        ``kernel(grid, block, args, shared_mem=0)``.
-        """
-        exprs = tuple(name_expressions)
+    def device(self):
+        """The current CuPy device's id on a GPU; ``None`` under the emulator."""
         if self.name == "cuda":
-            import cupy
+            return self.xp.cuda.runtime.getDevice()
+        return None
 
-            return _cupy_module(cupy.cuda.runtime.getDevice(), filename, exprs)
-        return _emulated_module(filename, exprs)
+    def kernel(self, filename: str, name: str):
+        """Kernel *name* (a declared name expression) of ``kernels/<filename>``.
 
-    def function(self, filename: str, name_expressions, name: str):
-        """Shorthand for ``module(filename, name_expressions).get_function(name)``."""
-        return self.module(filename, name_expressions).get_function(name)
+        A callable ``kernel(grid, block, args, shared_mem=0)``; its file is compiled with
+        every declared name expression on first use, once per device.
+        """
+        return _module(self, filename).get_function(name)
+
+
+def per_device(maxsize: int | None = None):
+    """Memoize ``func(ctx, *args)`` per (engine, current device, args) in an LRU cache.
+
+    The one memo for what belongs to a device: compiled modules, tables uploaded once. The
+    cached function is called with the engine's context from :func:`get_context`.
+    """
+
+    def decorate(func):
+        @functools.lru_cache(maxsize=maxsize)
+        def cached(engine: str, device, args: tuple):
+            return func(get_context(engine), *args)
+
+        @functools.wraps(func)
+        def memoized(ctx, *args):
+            return cached(ctx.name, ctx.device(), args)
+
+        memoized.cache_info = cached.cache_info
+        memoized.cache_clear = cached.cache_clear
+        return memoized
+
+    return decorate
 
 
 class _NamedLaunch:
@@ -133,25 +189,23 @@ class _CupyModule:
         return self._functions[name]
 
 
-@functools.lru_cache(maxsize=None)
-def _cupy_module(device: int, filename: str, exprs: tuple[str, ...]):
+@per_device()
+def _module(ctx, filename: str):
+    """``kernels/<filename>`` compiled with its declared name expressions."""
+    exprs = declared(filename)
+    source = kernel_source(filename)
+    if ctx.name != "cuda":
+        from .emulator import load_module
+
+        return load_module(source, exprs, filename=filename)
     import cupy
 
     try:
-        mod = cupy.RawModule(
-            code=kernel_source(filename), options=NVRTC_OPTIONS, name_expressions=list(exprs)
-        )
+        mod = cupy.RawModule(code=source, options=NVRTC_OPTIONS, name_expressions=list(exprs))
         mod.compile()
     except cupy.cuda.compiler.CompileException as exc:
         raise KernelError(f"kernels/{filename} failed to compile with NVRTC: {exc}") from exc
     return _CupyModule(mod, filename)
-
-
-@functools.lru_cache(maxsize=None)
-def _emulated_module(filename: str, exprs: tuple[str, ...]):
-    from .emulator import load_module
-
-    return load_module(kernel_source(filename), exprs, filename=filename)
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ._loader import NVRTC_OPTIONS, KernelError, kernel_source
+from ._errors import KernelError
+from ._loader import NVRTC_OPTIONS, kernel_source
 
 __all__ = ["KernelReport", "CompileReport", "compile_report", "nvrtc_problem", "nvrtc_version"]
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._image import from_nhwc, to_nhwc
 from ._common import GRID_YZ_MAX, blocks, check_grid, check_nhwc, ctype
+from ._loader import declare
 
 _THREADS = 256  # GPUENHANCE_CONTRAST_THREADS in kernels/contrast.cu
 _MAX_BLOCKS_X = 1024
@@ -29,7 +30,7 @@ def _name(kernel: str, dtype, color: bool | None) -> str:
     return f"gpuenhance_{kernel}<{args}>"
 
 
-KERNELS = {
+KERNELS = declare({
     "contrast.cu": tuple(
         _name(k, d, c)
         for d in _DTYPES
@@ -38,12 +39,7 @@ KERNELS = {
                           ("clahe_map", (False, True)))
         for c in colors
     )
-}
-
-
-def _function(ctx, kernel: str, dtype, color: bool | None):
-    return ctx.module("contrast.cu", KERNELS["contrast.cu"]).get_function(
-        _name(kernel, dtype, color))
+})
 
 
 def _prepare(ctx, img):
@@ -66,7 +62,7 @@ def map_intensity(ctx, img, luts):
     x, out, color = _prepare(ctx, img)
     n, h, w, _ = x.shape
     dtype = np.dtype(x.dtype)
-    _function(ctx, "intensity_map", dtype, color)(
+    ctx.kernel("contrast.cu", _name("intensity_map", dtype, color))(
         _pixel_grid(h * w, n), (_THREADS, 1, 1),
         (x, out, ctx.xp.ascontiguousarray(luts), np.int64(h * w), np.int32(n)))
     return from_nhwc(out, img.ndim)
@@ -79,10 +75,10 @@ def equalize_luts(ctx, x):
     dtype = np.dtype(x.dtype)
     bins = _BINS[dtype]
     hist = xp.zeros((n, bins), dtype=np.uint32)
-    _function(ctx, "histogram", dtype, c == 3)(
+    ctx.kernel("contrast.cu", _name("histogram", dtype, c == 3))(
         _pixel_grid(h * w, n), (_THREADS, 1, 1), (x, hist, np.int64(h * w), np.int32(n)))
     luts = xp.empty((n, bins), dtype=dtype)
-    _function(ctx, "equalize_lut", dtype, None)(
+    ctx.kernel("contrast.cu", _name("equalize_lut", dtype, None))(
         (min(n, GRID_YZ_MAX), 1, 1), (_THREADS, 1, 1), (hist, luts, np.int64(h * w), np.int32(n)))
     return luts
 
@@ -129,12 +125,12 @@ def clahe(ctx, img, clip_limit: float, tile_grid: tuple[int, int]):
         i1 = min(n, i0 + per_launch)
         if bins > 256:
             scratch = xp.zeros((i1 - i0, tiles, bins), dtype=np.uint32)
-        _function(ctx, "clahe_lut", dtype, color)(
+        ctx.kernel("contrast.cu", _name("clahe_lut", dtype, color))(
             check_grid((tiles, min(i1 - i0, GRID_YZ_MAX), 1), "clahe"), (_THREADS, 1, 1),
             (x[i0:i1], luts[i0:i1], scratch, np.int32(h), np.int32(w), np.int32(tiles_x),
              np.int32(tile_h), np.int32(tile_w), np.int32(clip), np.float32(lut_scale),
              np.int32(i1 - i0)))
-    _function(ctx, "clahe_map", dtype, color)(
+    ctx.kernel("contrast.cu", _name("clahe_map", dtype, color))(
         _pixel_grid(h * w, n), (_THREADS, 1, 1),
         (x, out, luts, np.int32(h), np.int32(w), np.int32(tiles_x), np.int32(tiles_y),
          np.int32(tile_h), np.int32(tile_w), np.int32(n)))

@@ -42,14 +42,14 @@ after the other. float64 images do not fuse (there is no float64 gamma).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
+from .. import _gauss
 from .._image import from_nhwc, to_nhwc
 from ._common import (
     BORDER_CODES, GRID_YZ_MAX, INT32_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
 )
+from ._loader import declare, per_device
 
 _DTYPES = tuple(np.dtype(d) for d in (np.uint8, np.uint16, np.float32, np.float64))
 _INT_DTYPES = _DTYPES[:2]
@@ -168,7 +168,7 @@ def _pass_names(dtype, fuse: int = FUSE_NONE) -> tuple[str, str]:
     return _pass_name(t, acc, acc), _pass_name(acc, t, acc, fuse)
 
 
-KERNELS = {
+KERNELS = declare({
     "median.cu": tuple(
         [_small_name(d, k, f) for d in _DTYPES for f in _fusions(d) for k in _SMALL_K]
         + _packed_names(0) + _packed_names(1)
@@ -183,7 +183,7 @@ KERNELS = {
             dict.fromkeys(n for d in _DTYPES for f in _fusions(d) for n in _pass_names(d, f))
         )
     ),
-}
+})
 
 # Kernels that must not spill on any architecture CI compiles for.
 HOT_KERNELS = tuple(
@@ -195,10 +195,6 @@ HOT_KERNELS = tuple(
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
     + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
 )
-
-
-def _function(ctx, filename: str, name: str):
-    return ctx.module(filename, KERNELS[filename]).get_function(name)
 
 
 def _i32(v) -> np.int32:
@@ -233,11 +229,9 @@ def _point(ctx, x, lut, gamma, gain) -> tuple:
             return FUSE_GAMMA, (x, _i32(1), np.float32(gamma), np.float32(gain))
         if dtype not in _INT_DTYPES:
             raise TypeError(f"gamma cannot be fused for {dtype.name} images (no such op)")
-        from .tone import _gamma_table_cached
+        from .tone import _gamma_table
 
-        lut = _gamma_table_cached(
-            ctx.name, _device_key(ctx), dtype.name, float(gamma), float(gain)
-        )
+        lut = _gamma_table(ctx, dtype.name, float(gamma), float(gain))
     if dtype not in _INT_DTYPES:
         raise TypeError(f"lut applies to uint8/uint16 images; got {dtype.name}")
     entries = 256 if dtype == np.uint8 else 65536
@@ -367,16 +361,16 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
     packed = median_packed_launch(x.shape, dtype, ksize)
     if cfg["path"] == "small" and packed is not None:
         cfg = packed
-        kern = _function(ctx, "median.cu", _packed_name(ksize, fuse, _packed_lanes(ctx, dtype)))
+        kern = ctx.kernel("median.cu", _packed_name(ksize, fuse, _packed_lanes(ctx, dtype)))
         args = dims + (code,)
     elif cfg["path"] == "small":
-        kern = _function(ctx, "median.cu", _small_name(dtype, ksize, fuse))
+        kern = ctx.kernel("median.cu", _small_name(dtype, ksize, fuse))
         args = dims + (code,)
     elif cfg["path"] == "hist":
-        kern = _function(ctx, "median.cu", _hist_name(dtype, fuse, _hist_count_type(ksize)))
+        kern = ctx.kernel("median.cu", _hist_name(dtype, fuse, _hist_count_type(ksize)))
         args = dims + (_i32(ksize), code, _i32(cfg["strip"]))
     else:
-        kern = _function(ctx, "median.cu", _select_name(dtype, fuse))
+        kern = ctx.kernel("median.cu", _select_name(dtype, fuse))
         args = dims + (_i32(ksize), code)
     kern(cfg["grid"], cfg["block"], args + point, shared_mem=cfg["shared_mem"])
     return from_nhwc(out, img.ndim)
@@ -385,36 +379,11 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
 # ---------------------------------------------------------------------------------------------
 # Gaussian
 # ---------------------------------------------------------------------------------------------
-def _host_taps(ksize: int, sigma: float, dtype) -> np.ndarray:
-    """float64 taps that OpenCV filters *dtype* with (fixed point for uint8/uint16)."""
-    try:
-        from .. import _gauss
-    except ImportError:  # pragma: no cover - only before gpuenhance._gauss existed
-        import cv2
-
-        return cv2.getGaussianKernel(ksize, sigma, ktype=cv2.CV_64F).ravel()
-    return _gauss.opencv_taps(ksize, sigma, dtype)
-
-
-def _device_key(ctx):
-    if ctx.name == "cuda":
-        return ctx.xp.cuda.runtime.getDevice()
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _taps_cached(engine: str, device, ksize: int, sigma: float, dtype_name: str):
-    from ._loader import get_context
-
-    ctx = get_context(engine)
-    dtype = np.dtype(dtype_name)
-    host = _host_taps(ksize, sigma, dtype).astype(_ACC_DTYPE[dtype])
-    return ctx.xp.asarray(host)
-
-
+@per_device(maxsize=256)
 def _taps(ctx, ksize: int, sigma: float, dtype):
-    """Device taps in the accumulation type, uploaded once per (engine, device, k, sigma, dtype)."""
-    return _taps_cached(ctx.name, _device_key(ctx), int(ksize), float(sigma), np.dtype(dtype).name)
+    """Device taps in the accumulation type (OpenCV's fixed point for uint8/uint16)."""
+    dtype = np.dtype(dtype)
+    return ctx.xp.asarray(_gauss.opencv_taps(ksize, sigma, dtype).astype(_ACC_DTYPE[dtype]))
 
 
 def _tile_shape(kx: int, ky: int, acc_size: int):
@@ -521,7 +490,7 @@ def gaussian_filter(
     if rows is not None or cfg["path"] == "tile":
         name = _tile_name(dtype, fuse) if rows is None else _rows_name(dtype, fuse)
         cfg = cfg if rows is None else rows
-        kern = _function(ctx, "gaussian.cu", name)
+        kern = ctx.kernel("gaussian.cu", name)
         kern(
             cfg["grid"], cfg["block"],
             (x, out, taps_x, taps_y) + dims + (_i32(kx), _i32(ky), code) + point,
@@ -532,10 +501,10 @@ def gaussian_filter(
     mid = ctx.xp.empty(x.shape, dtype=acc_dtype)
     horizontal, vertical = _pass_names(dtype, fuse)
     unfused = (taps_x, _i32(1), np.float32(1.0), np.float32(1.0))  # the table is not read
-    _function(ctx, "gaussian.cu", horizontal)(
+    ctx.kernel("gaussian.cu", horizontal)(
         cfg["grid"], cfg["block"], (x, mid, taps_x) + dims + (_i32(kx), _i32(0), code) + unfused
     )
-    _function(ctx, "gaussian.cu", vertical)(
+    ctx.kernel("gaussian.cu", vertical)(
         cfg["grid"], cfg["block"], (mid, out, taps_y) + dims + (_i32(ky), _i32(1), code) + point
     )
     return from_nhwc(out, img.ndim)

@@ -16,6 +16,7 @@ import numpy as np
 from .. import _levels
 from .._image import from_nhwc, to_nhwc
 from ._common import GRID_YZ_MAX, blocks, check_grid, check_nhwc, ctype
+from ._loader import declare
 from .tone import apply_lut
 
 _THREADS = 256  # GPUENHANCE_LEVELS_THREADS in kernels/levels.cu
@@ -25,21 +26,17 @@ _SMEM_STAT_MAX = 48 * 1024
 _INT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _MODES = {"gray_world": 0, "white_patch": 1, "stretch": 2}
 
-KERNELS = {
+KERNELS = declare({
     "levels.cu": tuple(
         f"gpuenhance_channel_histogram<{ctype(d)}, {smem}>"
         for d in _INT_DTYPES for smem in (("true", "false") if d == np.uint8 else ("false",))
     ) + tuple(f"gpuenhance_levels_table<{ctype(d)}>" for d in _INT_DTYPES)
     + tuple(f"gpuenhance_channel_map<{ctype(d)}>" for d in _INT_DTYPES)
     + ("gpuenhance_tone_curve_f32",)
-}
+})
 
 # Every kernel here runs on every call: none may spill.
 HOT_KERNELS = KERNELS["levels.cu"]
-
-
-def _function(ctx, name: str):
-    return ctx.module("levels.cu", KERNELS["levels.cu"]).get_function(name)
 
 
 def _tables(ctx, x, mode: str, groups: int, rank_lo: int = 0, rank_hi: int = 0):
@@ -56,12 +53,12 @@ def _tables(ctx, x, mode: str, groups: int, rank_lo: int = 0, rank_hi: int = 0):
     smem = dtype == np.uint8 and groups * bins * 4 <= _SMEM_HIST_MAX
     grid = check_grid((min(blocks(values, _THREADS), _MAX_BLOCKS_X), min(n, GRID_YZ_MAX), 1),
                       "levels")
-    _function(ctx, f"gpuenhance_channel_histogram<{ctype(dtype)}, {str(smem).lower()}>")(
+    ctx.kernel("levels.cu", f"gpuenhance_channel_histogram<{ctype(dtype)}, {str(smem).lower()}>")(
         grid, (_THREADS, 1, 1),
         (x, hist, np.int64(values), np.int32(c), np.int32(groups), np.int32(n)),
         shared_mem=groups * bins * 4 if smem else 0)
     table = xp.empty((n, bins, c), dtype=dtype)
-    _function(ctx, f"gpuenhance_levels_table<{ctype(dtype)}>")(
+    ctx.kernel("levels.cu", f"gpuenhance_levels_table<{ctype(dtype)}>")(
         (min(n, GRID_YZ_MAX), 1, 1), (_THREADS, 1, 1),
         (hist, table, np.int64(values // groups), np.int32(c), np.int32(groups),
          np.int32(_MODES[mode]), np.int64(rank_lo), np.int64(rank_hi), np.int32(n)),
@@ -74,7 +71,7 @@ def _map(ctx, x, table, ndim: int):
     out = ctx.xp.empty_like(x)
     grid = check_grid((min(blocks(h * w * c, _THREADS), _MAX_BLOCKS_X), min(n, GRID_YZ_MAX), 1),
                       "levels")
-    _function(ctx, f"gpuenhance_channel_map<{ctype(x.dtype)}>")(
+    ctx.kernel("levels.cu", f"gpuenhance_channel_map<{ctype(x.dtype)}>")(
         grid, (_THREADS, 1, 1), (x, out, table, np.int64(h * w * c), np.int32(c), np.int32(n)))
     return from_nhwc(out, ndim)
 
@@ -128,7 +125,7 @@ def tone_curve(ctx, img, points):
     x = xp.ascontiguousarray(img)
     out = xp.empty_like(x)
     size = int(x.size)
-    _function(ctx, "gpuenhance_tone_curve_f32")(
+    ctx.kernel("levels.cu", "gpuenhance_tone_curve_f32")(
         (min(blocks(size, _THREADS), _MAX_BLOCKS_X), 1, 1), (_THREADS, 1, 1),
         (x, out, xp.asarray(xs), xp.ascontiguousarray(xp.asarray(coef)), np.int32(xs.size),
          np.int64(size)))

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _spectral
 from ._common import blocks
+from ._loader import declare
 
 LMS_FILE = "lms.cu"
 BLOCK = 256
@@ -22,7 +23,7 @@ MAX_BLOCKS = 2048
 STEP_KERNEL = f"gpuenhance_lms_step<{BLOCK}>"
 ACCUMULATE_KERNEL = "gpuenhance_lms_accumulate"
 
-KERNELS = {LMS_FILE: (STEP_KERNEL, ACCUMULATE_KERNEL)}
+KERNELS = declare({LMS_FILE: (STEP_KERNEL, ACCUMULATE_KERNEL)})
 HOT_KERNELS = (STEP_KERNEL, ACCUMULATE_KERNEL)
 
 
@@ -59,7 +60,7 @@ def nlms_epoch(ctx, G, F, W, P, order, shape, batch_size, mu, leak, eps, beta, s
     grid = min(blocks(nbins, BLOCK), MAX_BLOCKS)
     steps = -(-n // batch_size)
     partials = xp.zeros((steps, grid), dtype=xp.float32)
-    kernel = ctx.function(LMS_FILE, KERNELS[LMS_FILE], STEP_KERNEL)
+    kernel = ctx.kernel(LMS_FILE, STEP_KERNEL)
     pixels = float(height) * float(width) * float(channels)
     for step in range(steps):
         start = step * batch_size
@@ -106,7 +107,7 @@ def accumulate(ctx, X, S, E, degraded, clean):
         S = xp.zeros(bins_shape, dtype=xp.float64)
         E = xp.zeros(bins_shape, dtype=xp.float64)
     nbins = int(np.prod(bins_shape))
-    kernel = ctx.function(LMS_FILE, KERNELS[LMS_FILE], ACCUMULATE_KERNEL)
+    kernel = ctx.kernel(LMS_FILE, ACCUMULATE_KERNEL)
     kernel(
         (min(blocks(nbins, BLOCK), MAX_BLOCKS),),
         (BLOCK,),

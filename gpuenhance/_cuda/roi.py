@@ -23,17 +23,18 @@ from .. import _patch_sgd as _ref
 from .._gauss import effective_sigma, taps
 from .._image import dtype_max
 from ._common import GRID_X_MAX, GRID_YZ_MAX, INT32_MAX, blocks, check_grid, ctype
+from ._loader import declare
 
 KSIZES = (1, 3, 5, 7)
 _DTYPES = ("gpuenhance_u8", "gpuenhance_u16", "float")
 THREADS = 256
 SGD_THREADS = 128  # GPUENHANCE_SGD_THREADS in kernels/patch_sgd.cu
 
-KERNELS = {
+KERNELS = declare({
     "patch_sgd.cu": tuple(f"gpuenhance_patch_sgd_grad<{k}>" for k in KSIZES)
     + tuple(f"gpuenhance_patch_sgd_adam<{k}>" for k in KSIZES)
     + tuple(f"gpuenhance_patch_sgd_apply<{t}, {k}>" for t in _DTYPES for k in KSIZES)
-}
+})
 HOT_KERNELS = (
     "gpuenhance_patch_sgd_grad<3>",
     "gpuenhance_patch_sgd_grad<5>",
@@ -121,15 +122,10 @@ def enhance_roi(ctx, img, roi, target, ksize, amount, patch, batch, steps, lr, t
     grad = xp.zeros_like(params)
     losses = xp.zeros(steps, dtype=xp.float32)
 
-    exprs = (
-        f"gpuenhance_patch_sgd_grad<{ksize}>",
-        f"gpuenhance_patch_sgd_adam<{ksize}>",
-        f"gpuenhance_patch_sgd_apply<{ctype(img.dtype)}, {ksize}>",
-    )
-    mod = ctx.module("patch_sgd.cu", exprs)
-    k_grad = mod.get_function(exprs[0])
-    k_adam = mod.get_function(exprs[1])
-    k_apply = mod.get_function(exprs[2])
+    k_grad = ctx.kernel("patch_sgd.cu", f"gpuenhance_patch_sgd_grad<{ksize}>")
+    k_adam = ctx.kernel("patch_sgd.cu", f"gpuenhance_patch_sgd_adam<{ksize}>")
+    k_apply = ctx.kernel("patch_sgd.cu",
+                         f"gpuenhance_patch_sgd_apply<{ctype(img.dtype)}, {ksize}>")
 
     count = batch * patch * patch * C
     span = patch + 2 * r

@@ -13,12 +13,13 @@ import numpy as np
 from .._gauss import taps as gaussian_taps
 from .._image import from_nhwc, to_nhwc
 from ._common import GRID_YZ_MAX, blocks, check_grid, check_nhwc, ctype
+from ._loader import declare
 
 _TILE = 16  # GPUENHANCE_UNSHARP_TILE
 _SMEM_LIMIT = 48 * 1024
 _DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
-KERNELS = {
+KERNELS = declare({
     "sharpen.cu": tuple(
         name for d in _DTYPES for name in (
             f"gpuenhance_unsharp_tile<{ctype(d)}>",
@@ -26,7 +27,7 @@ KERNELS = {
             f"gpuenhance_unsharp_pass<{ctype(d)}, true>",
         )
     )
-}
+})
 HOT_KERNELS = tuple(f"gpuenhance_unsharp_tile<{ctype(d)}>" for d in _DTYPES)
 
 
@@ -50,14 +51,13 @@ def unsharp_mask(ctx, img, ksize: int, sigma: float, amount: float, threshold: f
     grid = check_grid((blocks(w, _TILE), blocks(h, _TILE), min(planes, GRID_YZ_MAX)), "unsharp")
     dims = (np.int32(radius), np.int32(planes), np.int32(h), np.int32(w), np.int32(c))
     point = (np.float32(amount), np.float32(threshold))
-    module = ctx.module("sharpen.cu", KERNELS["sharpen.cu"])
     smem = tile_shared_bytes(radius)
     if smem <= _SMEM_LIMIT:
-        module.get_function(f"gpuenhance_unsharp_tile<{ctype(dtype)}>")(
+        ctx.kernel("sharpen.cu", f"gpuenhance_unsharp_tile<{ctype(dtype)}>")(
             grid, (_TILE, _TILE, 1), (x, out, taps) + dims + point, shared_mem=smem)
     else:
         tmp = xp.empty(x.shape, dtype=np.float32)
         for cols in ("false", "true"):
-            module.get_function(f"gpuenhance_unsharp_pass<{ctype(dtype)}, {cols}>")(
+            ctx.kernel("sharpen.cu", f"gpuenhance_unsharp_pass<{ctype(dtype)}, {cols}>")(
                 grid, (_TILE, _TILE, 1), (x, tmp, out, taps) + dims + point)
     return from_nhwc(out, img.ndim)

@@ -19,13 +19,12 @@ image).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from .._levels import gamma_table
 from .._image import from_nhwc, to_nhwc
 from ._common import blocks, ctype
+from ._loader import declare, per_device
 
 _SMEM_LIMIT = 48 * 1024
 _THREADS = 256
@@ -38,7 +37,7 @@ def _lut_name(dtype, per_channel: bool, smem: bool) -> str:
 
 _GAMMA = "gpuenhance_gamma_f32"
 
-KERNELS = {
+KERNELS = declare({
     "lut.cu": (
         _lut_name(np.uint8, False, True),
         _lut_name(np.uint8, True, True),
@@ -49,7 +48,7 @@ KERNELS = {
         _lut_name(np.uint16, True, False),
         _GAMMA,
     )
-}
+})
 
 HOT_KERNELS = (
     _lut_name(np.uint8, False, True),
@@ -58,10 +57,6 @@ HOT_KERNELS = (
     _lut_name(np.uint16, True, False),
     _GAMMA,
 )
-
-
-def _function(ctx, name: str):
-    return ctx.module("lut.cu", KERNELS["lut.cu"]).get_function(name)
 
 
 def _pointer(ctx, a) -> int:
@@ -85,20 +80,13 @@ def _grid(n: int, per_thread: int, max_blocks: int = _MAX_BLOCKS) -> tuple[int, 
     return (min(blocks(blocks(n, per_thread), _THREADS), max_blocks, _MAX_BLOCKS), 1, 1)
 
 
-@functools.lru_cache(maxsize=16)
-def _one_wave(engine: str, device) -> int:
-    """Blocks that fill the GPU once (grid-stride beyond): SMs x (2048 / threads per block)."""
-    if engine != "cuda":
-        return _MAX_BLOCKS
-    import cupy
-
-    sms = cupy.cuda.Device(device).attributes["MultiProcessorCount"]
-    return max(1, int(sms) * (2048 // _THREADS))
-
-
+@per_device(maxsize=16)
 def _max_blocks(ctx) -> int:
-    device = ctx.xp.cuda.runtime.getDevice() if ctx.name == "cuda" else None
-    return _one_wave(ctx.name, device)
+    """Blocks that fill the GPU once (grid-stride beyond): SMs x (2048 / threads per block)."""
+    if ctx.name != "cuda":
+        return _MAX_BLOCKS
+    sms = ctx.xp.cuda.Device().attributes["MultiProcessorCount"]
+    return max(1, int(sms) * (2048 // _THREADS))
 
 
 def apply_lut(ctx, img, lut):
@@ -114,7 +102,7 @@ def apply_lut(ctx, img, lut):
     smem_bytes = entries * (channels if per_channel else 1) * dtype.itemsize
     smem = dtype == np.uint8 and (not per_channel or smem_bytes <= _SMEM_LIMIT)
     n = int(x.size)
-    kern = _function(ctx, _lut_name(dtype, per_channel, smem))
+    kern = ctx.kernel("lut.cu", _lut_name(dtype, per_channel, smem))
     kern(
         _grid(n, 32 // dtype.itemsize, _max_blocks(ctx)),
         (_THREADS, 1, 1),
@@ -124,26 +112,23 @@ def apply_lut(ctx, img, lut):
     return from_nhwc(out, img.ndim)
 
 
-@functools.lru_cache(maxsize=64)
-def _gamma_table_cached(engine: str, device, dtype_name: str, gamma: float, gain: float):
-    from ._loader import get_context
-
-    table = gamma_table(np.dtype(dtype_name), gamma, gain)
-    return get_context(engine).xp.asarray(table)
+@per_device(maxsize=64)
+def _gamma_table(ctx, dtype_name: str, gamma: float, gain: float):
+    """The device table of integer gamma, built and uploaded once per device."""
+    return ctx.xp.asarray(gamma_table(np.dtype(dtype_name), gamma, gain))
 
 
 def gamma_correct(ctx, img, gamma: float, gain: float):
     """``gain * img**gamma`` on the normalised range; integers through a cached table."""
     dtype = np.dtype(img.dtype)
     if dtype.kind == "u":
-        device = ctx.xp.cuda.runtime.getDevice() if ctx.name == "cuda" else None
-        table = _gamma_table_cached(ctx.name, device, dtype.name, float(gamma), float(gain))
+        table = _gamma_table(ctx, dtype.name, float(gamma), float(gain))
         return apply_lut(ctx, img, table)
     xp = ctx.xp
     x = xp.ascontiguousarray(img)
     out = xp.empty(x.shape, dtype=x.dtype)
     n = int(x.size)
-    _function(ctx, _GAMMA)(
+    ctx.kernel("lut.cu", _GAMMA)(
         _grid(n, 8, _max_blocks(ctx)),
         (_THREADS, 1, 1),
         (x, out, np.int64(n), np.int64(_head(ctx, x, out)), np.float32(gamma), np.float32(gain)),
