@@ -134,14 +134,25 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
 // both kernels give the same values.
 //   Block (32, BY): each thread computes PX = 4 values (columns tx + 32p, conflict-free in
 //   shared memory and coalesced in global memory) of RY = 4 rows; a block covers 128 values of
-//   BY*RY rows. Per tile: stage th = BY*RY + ky - 1 rows of tw = 128 + (kx-1)*C values
-//   (through the border rules; bytes beyond a row map pixel floor(e / C), channel e mod C) in
-//   Acc; horizontal pass into th x 128 row sums, each thread PX sums per row with one tap read
-//   per PX multiply-adds; vertical pass, RY x PX sums per thread, one tap read per RY*PX.
-//   shared_mem = (th*tw + th*128 + kx + ky) * sizeof(Acc).
+//   BY*RY rows, which need th = BY*RY + ky - 1 input rows of tw = 128 + (kx-1)*C values (bytes
+//   beyond a row map pixel floor(e / C), channel e mod C, through the border rules).
+//   The th rows go through shared memory in chunks of `chunk` rows (the host picks the largest
+//   chunk that fits, all th rows at once where they fit): stage the chunk's input rows in Acc,
+//   horizontal pass into chunk x 128 row sums (one tap read per PX multiply-adds), then each
+//   thread adds those rows' terms to its RY x PX vertical sums, which stay in registers across
+//   chunks. Row t of the tile is term j = t - (ty*RY + i) of output row i, and chunks come in
+//   order of t, so every vertical sum still runs over j = 0..ky-1 in order: any chunk size gives
+//   the same values. Shared memory no longer grows with ky (only the chunk does), so every
+//   window up to the public limit (ksize 1023) runs here while one row of tw values fits.
+//   Staging with `vec` (the host sets it when the image and every row start on a 16-byte
+//   boundary): 16-byte vector loads of 16 / sizeof(T) values from the last 16-byte boundary at
+//   or before the tile's first value, stored as 16-byte vectors to a row pitch that is a
+//   multiple of the vector; vectors that reach past either end of the row take the scalar path.
+//   shared_mem = (chunk * (pitch + 128) + kx + ky) * sizeof(Acc), pitch =
+//   gpuenhance_gaussian_pitch(tw) (tw, or with `vec` tw + V - 1 rounded up to V = 16/sizeof(T)).
 // Launch: grid (ceil(W*C / 128), min(ceil(H / (BY*RY)), 65535), min(N, 65535)), grid-stride
 // over row tiles and images (uniform: every thread reaches every barrier). The host uses it
-// while the shared memory fits and W*C + (kx+1)*C + 256 fits an int
+// while one chunk row fits the shared memory and W*C + (kx+1)*C + 256 fits an int
 // (gpuenhance._cuda.filters.gaussian_rows_launch); otherwise the tile or two-pass kernels.
 #define GPUENHANCE_GAUSSIAN_PX 4
 #define GPUENHANCE_GAUSSIAN_RY 4
@@ -156,27 +167,56 @@ __device__ __forceinline__ Acc gpuenhance_gaussian_value(const T* __restrict__ r
     return xx < 0 ? Acc(0) : (Acc)row[(gpuenhance_i64)xx * C + (e - x * C)];
 }
 
-// At most 256 threads (BY <= 8), 4 blocks per SM: 64 registers, no spills (sm_75..sm_90).
+// Staged values per tile row: tw, or with vector staging room for a leading partial vector,
+// rounded up to whole vectors (so that every tile row starts on a vector boundary).
+template <typename T>
+__device__ __forceinline__ int gpuenhance_gaussian_pitch(int tw, int vec) {
+    constexpr int V = 16 / (int)sizeof(T);
+    return vec ? (tw + 2 * V - 2) / V * V : tw;
+}
+
+// The V = 16 / sizeof(T) values of one 16-byte vector, converted to Acc and stored to the
+// (16-byte aligned) shared memory at `out` as whole 16-byte words.
+template <typename T, typename Acc>
+__device__ __forceinline__ void gpuenhance_gaussian_unpack(uint4 raw, Acc* out) {
+    constexpr int V = 16 / (int)sizeof(T);
+    struct __align__(16) Pack {
+        Acc v[V];
+    };
+    union {
+        uint4 u;
+        T t[V];
+    } in;
+    in.u = raw;
+    Pack p;
+#pragma unroll
+    for (int k = 0; k < V; ++k) p.v[k] = (Acc)in.t[k];
+    *reinterpret_cast<Pack*>(out) = p;
+}
+
+// At most 256 threads (BY <= 8), 3 blocks per SM: 80 registers (double: 2 blocks, 128), no
+// spills (sm_75..sm_90).
 template <typename T, typename Acc, int FUSE>
-__global__ void __launch_bounds__(256, 4)
+__global__ void __launch_bounds__(256, sizeof(Acc) == 4 ? 3 : 2)
     gpuenhance_gaussian_tile_rows(const T* __restrict__ src, T* __restrict__ dst,
-                                              const Acc* __restrict__ taps_x,
-                                              const Acc* __restrict__ taps_y, int N, int H, int W,
-                                              int C, int kx, int ky, int border,
-                                              const T* __restrict__ lut, int lut_channels,
-                                              float gamma, float gain) {
+                                  const Acc* __restrict__ taps_x, const Acc* __restrict__ taps_y,
+                                  int N, int H, int W, int C, int kx, int ky, int border,
+                                  int chunk, int vec, const T* __restrict__ lut,
+                                  int lut_channels, float gamma, float gain) {
     constexpr int PX = GPUENHANCE_GAUSSIAN_PX;
     constexpr int RY = GPUENHANCE_GAUSSIAN_RY;
     constexpr int BW = 32 * PX;  // values per block row
+    constexpr int V = 16 / (int)sizeof(T);  // values per 16-byte vector
     GPUENHANCE_DYNAMIC_SMEM(Acc, smem);
     const int WC = W * C;
     const int rows_per_block = (int)blockDim.y * RY;
     const int th = rows_per_block + ky - 1;
     const int tw = BW + (kx - 1) * C;
-    Acc* tile = smem;            // th x tw
-    Acc* rows = tile + th * tw;  // th x BW
-    Acc* wx = rows + th * BW;    // kx
-    Acc* wy = wx + kx;           // ky
+    const int pitch = gpuenhance_gaussian_pitch<T>(tw, vec);
+    Acc* tile = smem;               // chunk x pitch
+    Acc* rows = tile + chunk * pitch;  // chunk x BW
+    Acc* wx = rows + chunk * BW;    // kx
+    Acc* wy = wx + kx;              // ky
     const int tx = threadIdx.x;
     const int ty = threadIdx.y;
     const int tid = ty * 32 + tx;
@@ -184,53 +224,110 @@ __global__ void __launch_bounds__(256, 4)
     for (int i = tid; i < kx; i += nthreads) wx[i] = taps_x[i];
     for (int i = tid; i < ky; i += nthreads) wy[i] = taps_y[i];
     const int eb = (int)blockIdx.x * BW;  // first output value of the block
-    const int e0 = eb - (kx / 2) * C;     // value of tile column 0
+    const int e0 = eb - (kx / 2) * C;     // first value the block reads
+    // Tile column 0 holds value s0: e0 itself, or with vector staging the last vector boundary
+    // at or before it (`lead` values earlier; rows start on a boundary, so s0 % V == 0).
+    const int lead = vec ? ((e0 % V) + V) % V : 0;
+    const int s0 = e0 - lead;
+    const int r0 = ty * RY;  // the thread's first output row in the tile
     const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
     for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
         const T* image = src + n * H * (gpuenhance_i64)WC;
         for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
             const int y0 = rt * rows_per_block - ky / 2;
-            __syncthreads();  // taps written; the previous tile's buffers are no longer read
-            for (int t = ty; t < th; t += blockDim.y) {
-                const int yy = gpuenhance_border_index(y0 + t, H, border);
-                const T* row = yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC;
-                for (int e = tx; e < tw; e += 32)
-                    tile[t * tw + e] =
-                        gpuenhance_gaussian_value<T, Acc>(row, e0 + e, W, C, WC, border);
-            }
-            __syncthreads();
-            for (int t = ty; t < th; t += blockDim.y) {
-                const Acc* in = tile + t * tw + tx;
-                Acc acc[PX];
-#pragma unroll
-                for (int p = 0; p < PX; ++p) acc[p] = 0;
-                for (int j = 0; j < kx; ++j) {
-                    const Acc w = wx[j];
-#pragma unroll
-                    for (int p = 0; p < PX; ++p) acc[p] += w * in[32 * p + j * C];
-                }
-#pragma unroll
-                for (int p = 0; p < PX; ++p) rows[t * BW + tx + 32 * p] = acc[p];
-            }
-            __syncthreads();
             Acc acc[RY][PX];
 #pragma unroll
             for (int i = 0; i < RY; ++i) {
 #pragma unroll
                 for (int p = 0; p < PX; ++p) acc[i][p] = 0;
             }
-            const Acc* in = rows + (ty * RY) * BW + tx;
-            for (int j = 0; j < ky; ++j) {
-                const Acc w = wy[j];
+            for (int c0 = 0; c0 < th; c0 += chunk) {
+                const int ch = th - c0 < chunk ? th - c0 : chunk;
+                __syncthreads();  // taps written; the previous chunk is no longer read
+                for (int t = ty; t < ch; t += blockDim.y) {
+                    const int yy = gpuenhance_border_index(y0 + c0 + t, H, border);
+                    const T* row = yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC;
+                    Acc* out = tile + t * pitch;
+                    if (vec) {
+                        for (int q = tx * V; q < pitch; q += 32 * V) {
+                            const int g = s0 + q;
+                            if (row != nullptr && g >= 0 && g <= WC - V) {
+                                gpuenhance_gaussian_unpack<T, Acc>(gpuenhance_load16(row + g),
+                                                                   out + q);
+                            } else {
+#pragma unroll
+                                for (int k = 0; k < V; ++k)
+                                    out[q + k] = gpuenhance_gaussian_value<T, Acc>(
+                                        row, g + k, W, C, WC, border);
+                            }
+                        }
+                    } else {
+                        for (int e = tx; e < tw; e += 32)
+                            out[e] = gpuenhance_gaussian_value<T, Acc>(row, e0 + e, W, C, WC,
+                                                                       border);
+                    }
+                }
+                __syncthreads();
+                for (int t = ty; t < ch; t += blockDim.y) {
+                    const Acc* in = tile + t * pitch + lead + tx;
+                    Acc h[PX];
+#pragma unroll
+                    for (int p = 0; p < PX; ++p) h[p] = 0;
+                    for (int j = 0; j < kx; ++j) {
+                        const Acc w = wx[j];
+#pragma unroll
+                        for (int p = 0; p < PX; ++p) h[p] += w * in[32 * p + j * C];
+                    }
+#pragma unroll
+                    for (int p = 0; p < PX; ++p) rows[t * BW + tx + 32 * p] = h[p];
+                }
+                __syncthreads();
+                // Output row r0 + i takes chunk row r0 + i + j - c0 with tap j, for j in
+                // [lo_i, hi_i). The taps all RY rows have in this chunk, [m0, m1), go in one
+                // loop (one tap read per RY * PX multiply-adds; with the whole tile in one
+                // chunk that is every tap), the others per row before and after it: each
+                // sum still takes its terms in order of j.
+                const int first = r0 - c0;
+                const int m0 = first < 0 ? -first : 0;  // lo_0, the largest lo_i
+                const int hi_last = ch - first - (RY - 1) < ky ? ch - first - (RY - 1) : ky;
+                const int m1 = hi_last > m0 ? hi_last : m0;
+                const Acc* in = rows + tx;
 #pragma unroll
                 for (int i = 0; i < RY; ++i) {
+                    const int lo = first + i < 0 ? -(first + i) : 0;
+                    const int hi = ch - first - i < ky ? ch - first - i : ky;
+                    const int end = hi < m0 ? hi : m0;
+                    for (int j = lo; j < end; ++j) {
+                        const Acc w = wy[j];
 #pragma unroll
-                    for (int p = 0; p < PX; ++p) acc[i][p] += w * in[(i + j) * BW + 32 * p];
+                        for (int p = 0; p < PX; ++p)
+                            acc[i][p] += w * in[(first + i + j) * BW + 32 * p];
+                    }
+                }
+#pragma unroll 2
+                for (int j = m0; j < m1; ++j) {
+                    const Acc w = wy[j];
+#pragma unroll
+                    for (int i = 0; i < RY; ++i) {
+#pragma unroll
+                        for (int p = 0; p < PX; ++p)
+                            acc[i][p] += w * in[(first + i + j) * BW + 32 * p];
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < RY; ++i) {
+                    const int hi = ch - first - i < ky ? ch - first - i : ky;
+                    for (int j = m1; j < hi; ++j) {
+                        const Acc w = wy[j];
+#pragma unroll
+                        for (int p = 0; p < PX; ++p)
+                            acc[i][p] += w * in[(first + i + j) * BW + 32 * p];
+                    }
                 }
             }
 #pragma unroll
             for (int i = 0; i < RY; ++i) {
-                const int y = rt * rows_per_block + ty * RY + i;
+                const int y = rt * rows_per_block + r0 + i;
                 if (y >= H) continue;
                 T* out = dst + (n * H + y) * (gpuenhance_i64)WC;
 #pragma unroll

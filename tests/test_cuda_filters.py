@@ -385,7 +385,7 @@ def test_gaussian_rows_equals_tile_kernel_and_cv2(ctx, rng, monkeypatch, launche
     got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
     assert launched == [filters._rows_name(dtype)]
     assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
-    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args: None)
+    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
     want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
     assert launched[1] == filters._tile_name(dtype)
     np.testing.assert_array_equal(got, want)
@@ -413,11 +413,121 @@ def test_gaussian_rows_fused_per_channel_lut(ctx, rng, launched):
 
 
 def test_gaussian_rows_falls_back_when_shared_memory_is_short(ctx, monkeypatch):
-    # Large kernels on many channels: no block height fits, the tile (or two-pass) path runs.
-    assert filters.gaussian_rows_launch((1, 64, 64, 3), 31, 31, 4) is not None
-    assert filters.gaussian_rows_launch((1, 64, 64, 16), 61, 61, 4) is None
+    # The tile's rows pass in chunks, so only a row too wide for shared memory (a long
+    # horizontal window on many channels) leaves the rows kernel: then the per-plane tile
+    # kernel (or the two-pass one) runs.
+    # 16 channels, k61: rows of 128 + 60*16 staged values and 128 sums, 4 bytes each.
+    assert filters.gaussian_rows_launch((1, 64, 64, 16), 61, 61, 4)["chunk"] == (
+        (48 * 1024 // 4 - 122) // (128 + 60 * 16 + 128))
+    assert filters.gaussian_rows_launch((1, 64, 64, 200), 61, 3, 4) is None
+    assert filters.gaussian_launch((1, 64, 64, 200), 61, 3, 4)["path"] == "tile"
     monkeypatch.setattr(filters, "_SMEM_LIMIT", 64)
     assert filters.gaussian_rows_launch((1, 64, 64, 1), 3, 3, 4) is None
+
+
+def _gauss_image(rng, shape, dtype):
+    img = _random(rng, shape, dtype)
+    return np.abs(img) if np.dtype(dtype).kind == "f" else img
+
+
+def _rows_with(monkeypatch, *, vec=None, budget=None):
+    """Force the rows kernel's vector staging on/off and its shared-memory budget."""
+    if vec is not None:
+        monkeypatch.setattr(filters, "_rows_vectors", lambda x: vec)
+    if budget is not None:
+        monkeypatch.setattr(filters, "_rows_budget", lambda optin: budget)
+
+
+# Chunks of the tile's rows (any size) and vector staging (16-byte loads) do not change a
+# value: the rows kernel stays bit-identical to the per-plane tile kernel.
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("border", BORDERS)
+def test_gaussian_rows_chunks_and_vectors_equal_tile_kernel(ctx, rng, monkeypatch, launched,
+                                                            dtype, border):
+    # 16 pixels x 3 channels: rows of 48 values, a 16-byte multiple for every dtype.
+    img = _gauss_image(rng, (2, 13, 16, 3), dtype)
+    kx, ky, sx, sy = 11, 9, 2.0, 1.6
+    with monkeypatch.context() as m:
+        m.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
+        want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched == [filters._tile_name(dtype)]
+    acc = filters._ACC_DTYPE[np.dtype(dtype)].itemsize
+    for vec, chunk in ((False, 40), (True, 40), (True, 3), (False, 1)):
+        per_row = filters._rows_pitch(kx, 3, np.dtype(dtype).itemsize, vec) + filters._ROWS_BW
+        _rows_with(monkeypatch, vec=vec, budget=(chunk * per_row + kx + ky) * acc)
+        got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+        np.testing.assert_array_equal(got, want, err_msg=f"vec={vec} chunk={chunk}")
+    assert launched[1:] == [filters._rows_name(dtype)] * 4
+
+
+def test_gaussian_rows_vector_rule(ctx):
+    # 16-byte loads only where the data and every row start on a 16-byte boundary.
+    buf = np.zeros(4096 + 64, dtype=np.uint8)
+    start = (-buf.ctypes.data) % 16
+    aligned = buf[start:start + 2 * 8 * 16 * 3].reshape(2, 8, 16, 3)  # 48-byte rows
+    assert filters._rows_vectors(aligned)
+    assert not filters._rows_vectors(buf[start + 1:start + 1 + 768].reshape(2, 8, 16, 3))
+    assert not filters._rows_vectors(buf[start:start + 2 * 8 * 15 * 3].reshape(2, 8, 15, 3))
+    assert filters._rows_vectors(buf[start:start + 768].view(np.uint16).reshape(2, 8, 8, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_gaussian_rows_vectors_on_misaligned_and_odd_rows(ctx, rng, launched, dtype):
+    # Vector staging runs where allowed and both kinds of row equal OpenCV.
+    for shape, offset in (((1, 11, 32, 3), 0), ((1, 11, 32, 3), 1), ((1, 11, 31, 3), 0)):
+        size = int(np.prod(shape))
+        buf = _gauss_image(rng, (size + 16,), dtype)
+        start = (-buf.ctypes.data // buf.itemsize) % (16 // buf.itemsize) + offset
+        img = buf[start:start + size].reshape(shape)
+        assert filters._rows_vectors(img) == (offset == 0 and shape[2] == 32)
+        got = filters.gaussian_filter(ctx, img, 13, 7, 2.2, 1.3, "reflect_101")
+        assert_gauss_close(got, gaussian_oracle(img, 13, 7, 2.2, 1.3, "reflect_101"), dtype)
+    assert launched == [filters._rows_name(dtype)] * 3
+
+
+def test_gaussian_rows_opt_in_shared_memory(ctx, rng, monkeypatch, launched):
+    # sigma 5 float32 (k41) on RGB: all 72 rows of the tile (108 KiB) where the device lets a
+    # block opt into that much (an H100/H200: 227 KiB), chunks of them in the default 48 KiB.
+    img = _gauss_image(rng, (1, 9, 50, 3), np.float32)
+    k = _gauss.resolve(0, 5.0, None, np.float32)[0]
+    assert k == 41
+    vec = filters._rows_vectors(img)
+    default = filters.gaussian_rows_launch(img.shape, k, k, 4, itemsize=4, vec=vec)
+    assert default["shared_mem"] <= filters._SMEM_LIMIT and default["chunk"] < 72
+    big = filters.gaussian_rows_launch(img.shape, k, k, 4, itemsize=4, vec=vec,
+                                       smem_limit=filters._rows_budget(227 * 1024))
+    assert big["chunk"] == 72 and big["shared_mem"] > filters._SMEM_LIMIT
+    want = gaussian_oracle(img, k, k, 5.0, 5.0, "reflect_101")
+    default_got = filters.gaussian_filter(ctx, img, k, k, 5.0, 5.0, "reflect_101")
+    monkeypatch.setattr(filters, "_smem_optin", lambda c: 227 * 1024)
+    got = filters.gaussian_filter(ctx, img, k, k, 5.0, 5.0, "reflect_101")
+    assert launched == [filters._rows_name(np.float32)] * 2
+    kern = filters._function(ctx, "gaussian.cu", filters._rows_name(np.float32))
+    assert kern.max_dynamic_shared_size_bytes >= big["shared_mem"]
+    assert_gauss_close(got, want, np.float32)
+    np.testing.assert_array_equal(got, default_got)
+
+
+# Windows past every tile (up to the public limit, ksize 1023): the rows kernel in chunks,
+# bit-identical to the two 1-D passes (the same sums in the same order) and within the
+# contract of cv2.GaussianBlur.
+@pytest.mark.parametrize("dtype,shape,kx,ky,border", [
+    (np.uint8, (1, 40, 23, 3), 129, 255, "reflect_101"),
+    (np.float32, (1, 7, 9, 2), 61, 301, "reflect"),
+    (np.float64, (1, 5, 6, 1), 1023, 1023, "constant"),
+    (np.uint16, (1, 30, 70, 1), 255, 61, "replicate"),
+])
+def test_gaussian_rows_large_windows(ctx, rng, monkeypatch, launched, dtype, shape, kx, ky,
+                                     border):
+    img = _gauss_image(rng, shape, dtype)
+    sx, sy = kx / 6.0, ky / 6.0
+    assert filters.gaussian_launch(shape, kx, ky, 4)["path"] == "two_pass"
+    got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched == [filters._rows_name(dtype)]
+    assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
+    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
+    np.testing.assert_array_equal(filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border), got)
+    assert launched[1:] == list(filters._pass_names(dtype))
 
 
 @pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
