@@ -591,7 +591,7 @@ def test_lut_per_channel(ctx, rng, dtype, channels):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
     # Contiguous views starting 0..16 elements into a buffer: scalar head, vectors, tail; and
-    # 1-byte offsets (uint16 elements straddling words) that cannot be vectorised at all.
+    # a source 1 byte off (uint16 elements straddling words), still loaded as vectors.
     entries = 256 if dtype == np.uint8 else 65536
     lut = _random(rng, (entries,), dtype)
     base = _random(rng, (120,), dtype)
@@ -603,8 +603,9 @@ def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
     odd = raw[1:].view(dtype)  # misaligned by one byte
     odd[:] = _random(rng, odd.shape, dtype)
     img = odd.reshape(1, -1)
-    if dtype == np.uint16:
-        assert tone._head(ctx, img, np.empty_like(img)) == img.size
+    out = np.empty_like(img)
+    head, delta = tone._head(ctx, img, out)
+    assert head < img.size and delta == (img.ctypes.data - out.ctypes.data) % 16 != 0
     np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), lut[img])
 
 
@@ -642,13 +643,65 @@ def _aligned(n, offset):
 
 
 def test_head_alignment_rule(ctx):
-    # Same misalignment: the head reaches the next 16-byte boundary; different: all scalar.
-    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 3)) == 13
-    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 0)) == 0
-    assert tone._head(ctx, _aligned(5, 3), _aligned(5, 3)) == 5
-    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 0)) == 37
+    # The head reaches the destination's next 16-byte boundary, one vector further when the
+    # source's first aligned load would start before the source; delta is the source's offset.
+    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 3)) == (13, 0)
+    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 0)) == (0, 0)
+    assert tone._head(ctx, _aligned(5, 3), _aligned(5, 3)) == (5, 0)
+    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 0)) == (16, 3)
+    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 3)) == (13, 13)
+    assert tone._head(ctx, _aligned(37, 9), _aligned(37, 4)) == (12, 5)
     odd16 = _aligned(41, 1)[:40].view(np.uint16)
-    assert tone._head(ctx, odd16, _aligned(40, 1)[:40].view(np.uint16)) == 20
+    assert tone._head(ctx, odd16, _aligned(40, 0)[:40].view(np.uint16)) == (8, 1)
+    # no destination element starts on a boundary: all scalar
+    assert tone._head(ctx, _aligned(40, 0).view(np.uint16), odd16) == (20, 0)
+
+
+def _filled(rng, n, offset, dtype):
+    """n values of dtype starting `offset` bytes past a 16-byte boundary, random."""
+    size = np.dtype(dtype).itemsize
+    view = _aligned(n * size, offset).view(dtype)
+    view[:] = _random(rng, (n,), dtype)
+    return view
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lut_any_source_and_destination_offsets(ctx, rng, monkeypatch, dtype):
+    # Every pair of byte offsets past a 16-byte boundary (uint16: even destinations), one
+    # block so that threads make trips of two vectors; vectors, head and tail equal table[x].
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    entries = 256 if dtype == np.uint8 else 65536
+    lut = _random(rng, (entries,), dtype)
+    size = np.dtype(dtype).itemsize
+    n = (16 // size) * (256 + 37) + 5  # 293 vectors: the second vector of a trip, a tail
+    for so in range(16):
+        for do in range(0, 16, size):
+            src, dst = _filled(rng, n, so, dtype), _aligned(n * size, do).view(dtype)
+            dst[:] = 0
+            head, delta = tone._head(ctx, src, dst)
+            assert delta == (so - do) % 16 and head * size >= delta
+            tone._lut_into(ctx, src.reshape(1, n), dst.reshape(1, n), lut)
+            np.testing.assert_array_equal(dst, lut[src], err_msg=f"offsets {so}, {do}")
+
+
+def test_lut_per_channel_offset_source(ctx, rng):
+    # A per-channel table on an offset slice of a contiguous buffer: each element's channel is
+    # its index in the view, whatever the alignment.
+    lut = _random(rng, (256, 3), np.uint8)
+    buf = _random(rng, (3 * 700 + 5,), np.uint8)
+    img = buf[5:].reshape(1, 700, 3)
+    np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), _lut_oracle(img, lut))
+
+
+def test_gamma_float_any_source_and_destination_offsets(ctx, rng, monkeypatch):
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    n = 4 * (256 + 37) + 3
+    for so, do in ((4, 0), (0, 8), (12, 4), (8, 8), (0, 0)):
+        src, dst = _filled(rng, n, so, np.float32), _aligned(4 * n, do).view(np.float32)
+        src[:] = np.abs(src)
+        tone._gamma_into(ctx, src, dst, 0.7, 1.2)
+        want = np.float32(1.2) * np.power(np.clip(src, 0, 1), np.float32(0.7))
+        np.testing.assert_allclose(dst, want, **tol("gamma_correct", np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
