@@ -139,14 +139,20 @@ __global__ void gpuenhance_lut(const T* __restrict__ src, T* __restrict__ dst,
 }
 
 // out = gain * x^gamma on float32, x clipped to [0, 1] first (NaN propagates); same
-// head/vector/tail split (16-byte vectors of 4 floats). The expression is gpuenhance_gamma (common.cuh).
+// head/vector/tail split (16-byte vectors of 4 floats). The expression is gpuenhance_gamma
+// (common.cuh, gpuenhance_pow01), the very one the filters fuse.
 __global__ void gpuenhance_gamma_f32(const float* __restrict__ src, float* __restrict__ dst,
                                      gpuenhance_i64 n, gpuenhance_i64 head, int delta,
                                      float gamma, float gain) {
+    // The log2 table of gpuenhance_pow01 (1 KiB) in shared memory: conflict-free-enough
+    // lookups instead of cached global loads.
+    __shared__ gpuenhance_log2_entry tab[64];
+    for (int i = threadIdx.x; i < 64; i += blockDim.x) tab[i] = gpuenhance_log2_table[i];
+    __syncthreads();
     const gpuenhance_i64 step = (gpuenhance_i64)gridDim.x * blockDim.x;
     const gpuenhance_i64 t = (gpuenhance_i64)blockIdx.x * blockDim.x + threadIdx.x;
     for (gpuenhance_i64 i = t; i < head; i += step)
-        dst[i] = gpuenhance_gamma(src[i], gamma, gain);
+        dst[i] = gpuenhance_gamma(src[i], gamma, gain, tab);
     const gpuenhance_i64 nvec = gpuenhance_vectors(n, head, delta, 4);
     for (gpuenhance_i64 k = t; k < nvec; k += 2 * step) {  // two vectors in flight, as above
         const bool second = k + step < nvec;
@@ -157,13 +163,13 @@ __global__ void gpuenhance_gamma_f32(const float* __restrict__ src, float* __res
         for (int u = 0; u < 2; ++u) {
             if (u == 1 && !second) break;
             float4 out;
-            out.x = gpuenhance_gamma(__uint_as_float(in[u].x), gamma, gain);
-            out.y = gpuenhance_gamma(__uint_as_float(in[u].y), gamma, gain);
-            out.z = gpuenhance_gamma(__uint_as_float(in[u].z), gamma, gain);
-            out.w = gpuenhance_gamma(__uint_as_float(in[u].w), gamma, gain);
+            out.x = gpuenhance_gamma(__uint_as_float(in[u].x), gamma, gain, tab);
+            out.y = gpuenhance_gamma(__uint_as_float(in[u].y), gamma, gain, tab);
+            out.z = gpuenhance_gamma(__uint_as_float(in[u].z), gamma, gain, tab);
+            out.w = gpuenhance_gamma(__uint_as_float(in[u].w), gamma, gain, tab);
             *reinterpret_cast<float4*>(dst + head + (k + u * step) * 4) = out;
         }
     }
     for (gpuenhance_i64 i = head + nvec * 4 + t; i < n; i += step)
-        dst[i] = gpuenhance_gamma(src[i], gamma, gain);
+        dst[i] = gpuenhance_gamma(src[i], gamma, gain, tab);
 }

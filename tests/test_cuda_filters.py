@@ -728,3 +728,53 @@ def test_gamma_float_direct_nan_inf(ctx, gamma, gain):
     assert got.dtype == np.float32 and got.shape == img.shape
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
+
+
+# Float gamma: gpuenhance_pow01 (kernels/common.cuh), 2^(g * log2 x) from a 64-entry table and
+# two short series, against a float64 oracle over the whole of [0, 1].
+def _unit_interval_floats(rng, n):
+    """n random float32 bit patterns in [0, 1] (every binade, denormals included), the 4096
+    floats just below 1, each table interval's ends, and 0, 1, the smallest denormal, NaN."""
+    bits = rng.integers(0, 0x3F800001, n, dtype=np.uint32)
+    near_one = np.arange(0x3F800000 - 4096, 0x3F800000, dtype=np.uint32)
+    ends = (0x3F800000 + (np.arange(64, dtype=np.uint32) << 17))[:, None] + np.array([0, 1])
+    ends = np.concatenate([(ends - 0x800000).ravel(), (ends - 0x3000000).ravel()])
+    special = np.array([0, 1, 0x3F800000, 0x7FC00000, 0x00800000, 0x007FFFFF], dtype=np.uint32)
+    return np.concatenate([bits, near_one, ends.astype(np.uint32), special]).view(np.float32)
+
+
+@pytest.mark.parametrize("gamma,gain", [(1 / 2.2, 1.0), (2.2, 1.0), (0.01, 1.0), (7.5, 3.0),
+                                        (64.0, 1.0), (64.5, 1.0), (300.0, 0.5)])
+def test_gamma_float_against_float64_over_the_unit_interval(ctx, rng, gamma, gain):
+    x = _unit_interval_floats(rng, 60_000).reshape(1, -1)
+    got = tone.gamma_correct(ctx, x, gamma, gain)
+    x64 = x.astype(np.float64)
+    want = float(np.float32(gain)) * x64 ** float(np.float32(gamma))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(x))
+    np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
+    # exact where the result is: 0 -> 0, 1 -> gain
+    assert got[0, -6] == 0.0 and got[0, -4] == np.float32(gain)
+
+
+def test_gamma_table_matches_its_definition():
+    # The table in kernels/common.cuh, recomputed: centre c_i of the mantissa interval
+    # [1 + i/64, 1 + (i+1)/64) (c = 1 and 2 at the ends), inv = float(1/c),
+    # T = -log2(inv) (- 1 from i = 32 on) split into float hi + lo.
+    import re
+
+    from gpuenhance._cuda._loader import kernel_source
+
+    text = kernel_source("lut.cu")
+    body = text[text.index("gpuenhance_log2_table[64] = {"):]
+    body = body[:body.index("};")]
+    rows = re.findall(r"\{([^{}]*)\},", body)
+    got = np.array([[float(v.rstrip("f")) for v in row.split(",")] for row in rows],
+                   dtype=np.float32)
+    assert got.shape == (64, 4)
+    for i in range(64):
+        c = 1.0 if i == 0 else 2.0 if i == 63 else 1.0 + (i + 0.5) / 64
+        inv = np.float32(1.0 / c)
+        t = -np.log2(np.float64(inv)) - (1.0 if i >= 32 else 0.0)
+        hi = np.float32(t)
+        assert (got[i, 0], got[i, 1], got[i, 3]) == (inv, hi, 0.0), i
+        assert got[i, 2] == np.float32(t - np.float64(hi)), i

@@ -38,10 +38,10 @@ the same order and give the same values.
 Fusion: ``median_filter`` and ``gaussian_filter`` take an optional trailing point operation,
 ``lut=`` (uint8/uint16: a table as for :func:`gpuenhance.apply_lut`, shared or per channel) or
 ``gamma=``/``gain=`` (as :func:`gpuenhance.gamma_correct`: uint8/uint16 through the very
-table the tone engine uses, float32 as ``gain * powf(v, gamma)``). The kernels apply it to
-each filtered value right before its store (template flag ``FUSE``), so the filter and the
-point operation are one pass over memory and the result is bit-identical to running them one
-after the other. float64 images do not fuse (there is no float64 gamma).
+table the tone engine uses, float32 by the tone kernel's ``gpuenhance_gamma``). The kernels
+apply it to each filtered value right before its store (template flag ``FUSE``), so the
+filter and the point operation are one pass over memory and the result is bit-identical to
+running them one after the other. float64 images do not fuse (there is no float64 gamma).
 """
 
 from __future__ import annotations
