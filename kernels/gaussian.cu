@@ -194,14 +194,61 @@ __device__ __forceinline__ void gpuenhance_gaussian_unpack(uint4 raw, Acc* out) 
     *reinterpret_cast<Pack*>(out) = p;
 }
 
-// At most 256 threads (BY <= 8), 3 blocks per SM: 80 registers (double: 2 blocks, 128), no
-// spills (sm_75..sm_90).
-template <typename T, typename Acc, int FUSE>
-__global__ void __launch_bounds__(256, sizeof(Acc) == 4 ? 3 : 2)
+// The vertical terms one buffer of horizontal row sums holds, added to a thread's RY x PX
+// sums: `rows` holds `ch` rows of BW sums (this thread's column at + tx), and output row i of
+// the thread takes buffer row first + i + j with tap j, for the j that fall inside. The taps
+// all RY rows have there, [m0, m1), go in one loop (one tap read per RY * PX multiply-adds;
+// with the whole tile in one buffer that is every tap), the others per row before and after
+// it: each sum takes its terms in order of j, so buffers given in order of their rows give
+// the sums of one pass over all of them.
+template <typename Acc, int RY, int PX, int BW>
+__device__ __forceinline__ void gpuenhance_gaussian_vertical(Acc (&acc)[RY][PX],
+                                                             const Acc* rows, int first, int ch,
+                                                             int ky, const Acc* wy) {
+    const int m0 = first < 0 ? -first : 0;  // lo_0, the largest lo_i
+    const int hi_last = ch - first - (RY - 1) < ky ? ch - first - (RY - 1) : ky;
+    const int m1 = hi_last > m0 ? hi_last : m0;
+#pragma unroll
+    for (int i = 0; i < RY; ++i) {
+        const int lo = first + i < 0 ? -(first + i) : 0;
+        const int hi = ch - first - i < ky ? ch - first - i : ky;
+        const int end = hi < m0 ? hi : m0;
+        for (int j = lo; j < end; ++j) {
+            const Acc w = wy[j];
+#pragma unroll
+            for (int p = 0; p < PX; ++p) acc[i][p] += w * rows[(first + i + j) * BW + 32 * p];
+        }
+    }
+#pragma unroll 2
+    for (int j = m0; j < m1; ++j) {
+        const Acc w = wy[j];
+#pragma unroll
+        for (int i = 0; i < RY; ++i) {
+#pragma unroll
+            for (int p = 0; p < PX; ++p) acc[i][p] += w * rows[(first + i + j) * BW + 32 * p];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < RY; ++i) {
+        const int hi = ch - first - i < ky ? ch - first - i : ky;
+        for (int j = m1; j < hi; ++j) {
+            const Acc w = wy[j];
+#pragma unroll
+            for (int p = 0; p < PX; ++p) acc[i][p] += w * rows[(first + i + j) * BW + 32 * p];
+        }
+    }
+}
+
+// RING (a template flag: the ring's bookkeeping costs registers the chunked form does not
+// need): ring mode, span row tiles per block. At most 256 threads (BY <= 8); chunked: 3 blocks
+// per SM, 80 registers (double: 2 blocks, 128); ring: 2 blocks, 128 registers; no spills
+// (sm_75..sm_90).
+template <typename T, typename Acc, int FUSE, bool RING>
+__global__ void __launch_bounds__(256, sizeof(Acc) == 4 && !RING ? 3 : 2)
     gpuenhance_gaussian_tile_rows(const T* __restrict__ src, T* __restrict__ dst,
                                   const Acc* __restrict__ taps_x, const Acc* __restrict__ taps_y,
                                   int N, int H, int W, int C, int kx, int ky, int border,
-                                  int chunk, int vec, const T* __restrict__ lut,
+                                  int chunk, int vec, int span, const T* __restrict__ lut,
                                   int lut_channels, float gamma, float gain) {
     constexpr int PX = GPUENHANCE_GAUSSIAN_PX;
     constexpr int RY = GPUENHANCE_GAUSSIAN_RY;
@@ -213,10 +260,12 @@ __global__ void __launch_bounds__(256, sizeof(Acc) == 4 ? 3 : 2)
     const int th = rows_per_block + ky - 1;
     const int tw = BW + (kx - 1) * C;
     const int pitch = gpuenhance_gaussian_pitch<T>(tw, vec);
-    Acc* tile = smem;               // chunk x pitch
-    Acc* rows = tile + chunk * pitch;  // chunk x BW
-    Acc* wx = rows + chunk * BW;    // kx
-    Acc* wy = wx + kx;              // ky
+    constexpr bool ring = RING;  // span > 0 exactly when RING
+    const int hrows = ring ? th : chunk;  // rows of horizontal sums kept
+    Acc* tile = smem;                      // chunk x pitch
+    Acc* rows = tile + chunk * pitch;      // hrows x BW
+    Acc* wx = rows + hrows * BW;           // kx
+    Acc* wy = wx + kx;                     // ky
     const int tx = threadIdx.x;
     const int ty = threadIdx.y;
     const int tid = ty * 32 + tx;
@@ -231,112 +280,94 @@ __global__ void __launch_bounds__(256, sizeof(Acc) == 4 ? 3 : 2)
     const int s0 = e0 - lead;
     const int r0 = ty * RY;  // the thread's first output row in the tile
     const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
+    const int per_strip = ring ? span : 1;  // consecutive row tiles per block
+    const int strips = (row_tiles + per_strip - 1) / per_strip;
     for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
         const T* image = src + n * H * (gpuenhance_i64)WC;
-        for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
-            const int y0 = rt * rows_per_block - ky / 2;
-            Acc acc[RY][PX];
+        for (int strip = blockIdx.y; strip < strips; strip += gridDim.y) {
+            for (int k = 0; k < per_strip; ++k) {
+                const int rt = strip * per_strip + k;
+                if (rt >= row_tiles) break;  // uniform
+                const int y0 = rt * rows_per_block - ky / 2;
+                // Ring: the horizontal sums of tile row t live in row (k * rows + t) mod th, so
+                // the next tile of the strip finds its first ky - 1 rows already there and
+                // computes only rows_per_block new ones.
+                const int slot0 = ring ? (k * rows_per_block) % th : 0;
+                const int t_begin = ring && k > 0 ? ky - 1 : 0;
+                Acc acc[RY][PX];
 #pragma unroll
-            for (int i = 0; i < RY; ++i) {
+                for (int i = 0; i < RY; ++i) {
 #pragma unroll
-                for (int p = 0; p < PX; ++p) acc[i][p] = 0;
-            }
-            for (int c0 = 0; c0 < th; c0 += chunk) {
-                const int ch = th - c0 < chunk ? th - c0 : chunk;
-                __syncthreads();  // taps written; the previous chunk is no longer read
-                for (int t = ty; t < ch; t += blockDim.y) {
-                    const int yy = gpuenhance_border_index(y0 + c0 + t, H, border);
-                    const T* row = yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC;
-                    Acc* out = tile + t * pitch;
-                    if (vec) {
-                        for (int q = tx * V; q < pitch; q += 32 * V) {
-                            const int g = s0 + q;
-                            if (row != nullptr && g >= 0 && g <= WC - V) {
-                                gpuenhance_gaussian_unpack<T, Acc>(gpuenhance_load16(row + g),
-                                                                   out + q);
-                            } else {
+                    for (int p = 0; p < PX; ++p) acc[i][p] = 0;
+                }
+                for (int c0 = t_begin; c0 < th; c0 += chunk) {
+                    const int ch = th - c0 < chunk ? th - c0 : chunk;
+                    __syncthreads();  // taps written; buffers no longer read
+                    for (int t = ty; t < ch; t += blockDim.y) {
+                        const int yy = gpuenhance_border_index(y0 + c0 + t, H, border);
+                        const T* row = yy < 0 ? nullptr : image + (gpuenhance_i64)yy * WC;
+                        Acc* out = tile + t * pitch;
+                        if (vec) {
+                            for (int q = tx * V; q < pitch; q += 32 * V) {
+                                const int g = s0 + q;
+                                if (row != nullptr && g >= 0 && g <= WC - V) {
+                                    gpuenhance_gaussian_unpack<T, Acc>(
+                                        gpuenhance_load16(row + g), out + q);
+                                } else {
 #pragma unroll
-                                for (int k = 0; k < V; ++k)
-                                    out[q + k] = gpuenhance_gaussian_value<T, Acc>(
-                                        row, g + k, W, C, WC, border);
+                                    for (int v = 0; v < V; ++v)
+                                        out[q + v] = gpuenhance_gaussian_value<T, Acc>(
+                                            row, g + v, W, C, WC, border);
+                                }
                             }
+                        } else {
+                            for (int e = tx; e < tw; e += 32)
+                                out[e] = gpuenhance_gaussian_value<T, Acc>(row, e0 + e, W, C, WC,
+                                                                           border);
                         }
-                    } else {
-                        for (int e = tx; e < tw; e += 32)
-                            out[e] = gpuenhance_gaussian_value<T, Acc>(row, e0 + e, W, C, WC,
-                                                                       border);
                     }
-                }
-                __syncthreads();
-                for (int t = ty; t < ch; t += blockDim.y) {
-                    const Acc* in = tile + t * pitch + lead + tx;
-                    Acc h[PX];
+                    __syncthreads();
+                    for (int t = ty; t < ch; t += blockDim.y) {
+                        const Acc* in = tile + t * pitch + lead + tx;
+                        Acc h[PX];
 #pragma unroll
-                    for (int p = 0; p < PX; ++p) h[p] = 0;
-                    for (int j = 0; j < kx; ++j) {
-                        const Acc w = wx[j];
+                        for (int p = 0; p < PX; ++p) h[p] = 0;
+                        for (int j = 0; j < kx; ++j) {
+                            const Acc w = wx[j];
 #pragma unroll
-                        for (int p = 0; p < PX; ++p) h[p] += w * in[32 * p + j * C];
+                            for (int p = 0; p < PX; ++p) h[p] += w * in[32 * p + j * C];
+                        }
+                        const int slot = ring ? (slot0 + c0 + t) % th : t;
+#pragma unroll
+                        for (int p = 0; p < PX; ++p) rows[slot * BW + tx + 32 * p] = h[p];
                     }
-#pragma unroll
-                    for (int p = 0; p < PX; ++p) rows[t * BW + tx + 32 * p] = h[p];
-                }
-                __syncthreads();
-                // Output row r0 + i takes chunk row r0 + i + j - c0 with tap j, for j in
-                // [lo_i, hi_i). The taps all RY rows have in this chunk, [m0, m1), go in one
-                // loop (one tap read per RY * PX multiply-adds; with the whole tile in one
-                // chunk that is every tap), the others per row before and after it: each
-                // sum still takes its terms in order of j.
-                const int first = r0 - c0;
-                const int m0 = first < 0 ? -first : 0;  // lo_0, the largest lo_i
-                const int hi_last = ch - first - (RY - 1) < ky ? ch - first - (RY - 1) : ky;
-                const int m1 = hi_last > m0 ? hi_last : m0;
-                const Acc* in = rows + tx;
-#pragma unroll
-                for (int i = 0; i < RY; ++i) {
-                    const int lo = first + i < 0 ? -(first + i) : 0;
-                    const int hi = ch - first - i < ky ? ch - first - i : ky;
-                    const int end = hi < m0 ? hi : m0;
-                    for (int j = lo; j < end; ++j) {
-                        const Acc w = wy[j];
-#pragma unroll
-                        for (int p = 0; p < PX; ++p)
-                            acc[i][p] += w * in[(first + i + j) * BW + 32 * p];
-                    }
-                }
-#pragma unroll 2
-                for (int j = m0; j < m1; ++j) {
-                    const Acc w = wy[j];
-#pragma unroll
-                    for (int i = 0; i < RY; ++i) {
-#pragma unroll
-                        for (int p = 0; p < PX; ++p)
-                            acc[i][p] += w * in[(first + i + j) * BW + 32 * p];
+                    if (ring && c0 + chunk < th) continue;  // uniform
+                    // Vertical terms: the chunk's sums, or after the last chunk the ring's,
+                    // whose tile rows 0 .. th - slot0 - 1 sit in ring rows slot0 .. and the rest
+                    // from ring row 0 (two buffers, in order of their rows). One call site:
+                    // the helper is inlined once.
+                    __syncthreads();
+                    for (int seg = 0; seg < (ring ? 2 : 1); ++seg) {
+                        const int start = ring && seg == 0 ? slot0 : 0;
+                        const int first = !ring ? r0 - c0 : (seg == 0 ? r0 : r0 - (th - slot0));
+                        const int count = !ring ? ch : (seg == 0 ? th - slot0 : slot0);
+                        gpuenhance_gaussian_vertical<Acc, RY, PX, BW>(acc, rows + start * BW + tx,
+                                                                      first, count, ky, wy);
                     }
                 }
 #pragma unroll
                 for (int i = 0; i < RY; ++i) {
-                    const int hi = ch - first - i < ky ? ch - first - i : ky;
-                    for (int j = m1; j < hi; ++j) {
-                        const Acc w = wy[j];
+                    const int y = rt * rows_per_block + r0 + i;
+                    if (y >= H) continue;
+                    T* out = dst + (n * H + y) * (gpuenhance_i64)WC;
 #pragma unroll
-                        for (int p = 0; p < PX; ++p)
-                            acc[i][p] += w * in[(first + i + j) * BW + 32 * p];
+                    for (int p = 0; p < PX; ++p) {
+                        const int e = eb + tx + 32 * p;
+                        if (e < WC)
+                            out[e] = gpuenhance_point<T, FUSE>(
+                                gpuenhance_cast<T>::from(acc[i][p]), lut, lut_channels,
+                                FUSE == 1 ? e % C : 0, gamma, gain);
                     }
-                }
-            }
-#pragma unroll
-            for (int i = 0; i < RY; ++i) {
-                const int y = rt * rows_per_block + r0 + i;
-                if (y >= H) continue;
-                T* out = dst + (n * H + y) * (gpuenhance_i64)WC;
-#pragma unroll
-                for (int p = 0; p < PX; ++p) {
-                    const int e = eb + tx + 32 * p;
-                    if (e < WC)
-                        out[e] = gpuenhance_point<T, FUSE>(gpuenhance_cast<T>::from(acc[i][p]), lut,
-                                                           lut_channels, FUSE == 1 ? e % C : 0,
-                                                           gamma, gain);
                 }
             }
         }

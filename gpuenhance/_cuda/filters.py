@@ -159,8 +159,15 @@ def _tile_name(dtype, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_gaussian_tile<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
 
 
-def _rows_name(dtype, fuse: int = FUSE_NONE) -> str:
-    return f"gpuenhance_gaussian_tile_rows<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
+def _rows_name(dtype, fuse: int = FUSE_NONE, ring: bool = False) -> str:
+    return (f"gpuenhance_gaussian_tile_rows<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}, "
+            f"{str(bool(ring)).lower()}>")
+
+
+def _rings(dtype) -> tuple[bool, ...]:
+    """The rows kernel's RING forms for *dtype*: float64 (double sums) has only the chunked
+    one (its ring form would need more than 128 registers)."""
+    return (False,) if np.dtype(dtype) == np.float64 else (False, True)
 
 
 def _pass_name(tin: str, tout: str, acc: str, fuse: int = FUSE_NONE) -> str:
@@ -183,7 +190,7 @@ KERNELS = {
     ),
     "gaussian.cu": tuple(
         [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
-        + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
+        + [_rows_name(d, f, r) for d in _DTYPES for f in _fusions(d) for r in _rings(d)]
         + list(
             dict.fromkeys(n for d in _DTYPES for f in _fusions(d) for n in _pass_names(d, f))
         )
@@ -198,7 +205,7 @@ HOT_KERNELS = tuple(
     # sm_90 (tests/test_kernels_compile.py).
     + _packed_names(0)
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
-    + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
+    + [_rows_name(d, f, r) for d in _DTYPES for f in _fusions(d) for r in _rings(d)]
 )
 
 
@@ -508,34 +515,59 @@ def _rows_pitch(kx: int, c: int, itemsize: int, vec: bool) -> int:
     return (tw + 2 * v - 2) // v * v if vec else tw
 
 
+# Row tiles per block in ring mode, at most, and the blocks a launch keeps at least (more
+# consecutive tiles per block save horizontal passes, fewer keep the GPU busy).
+_ROWS_SPAN = 8
+_ROWS_MIN_BLOCKS = 1024
+# Staged rows per chunk that ring mode needs at least (the 32 new rows of a tile at once), and
+# the smallest ky it is used for: it saves th - 32 = ky - 1 of th horizontal rows per tile but
+# runs 2 blocks per SM instead of 3 (128 registers), worth it from about a third.
+_ROWS_RING_STAGE = 32
+_ROWS_RING_MIN_K = 17
+
+
 def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int, *, itemsize: int = 1,
                          vec: bool = False, smem_limit: int | None = None) -> dict | None:
     """Launch configuration of the interleaved-rows Gaussian, or None where it does not apply.
 
     Block (32, 8): each thread computes 4 values of 4 rows, a block 128 values (all channels
-    interleaved) of 32 rows; grid (ceil(W*C / 128), row tiles, images), grid.y and grid.z
-    clamped to ``_GRID_Y`` / ``_GRID_Z``. The 32 + ky - 1 input rows a tile needs pass through
-    shared memory in chunks of ``chunk`` rows, the most that fit *smem_limit* (default
-    ``_SMEM_LIMIT``); *itemsize* and *vec* (16-byte vector staging) set the staged row's
-    pitch. None when not even one row fits, or when the row's offsets (W*C plus the halo) would
-    not fit an int; then :func:`gaussian_launch` applies.
+    interleaved) of 32 rows; grid (ceil(W*C / 128), row strips, images), grid.y and grid.z
+    clamped to ``_GRID_Y`` / ``_GRID_Z``. A tile needs th = 32 + ky - 1 input rows; they are
+    staged in chunks of ``chunk`` rows. Ring mode (``span`` > 0; float sums, ky >=
+    ``_ROWS_RING_MIN_K``) where the th rows of horizontal sums fit next to a chunk of at least
+    min(th, ``_ROWS_RING_STAGE``) staged rows: a block walks ``span`` consecutive row tiles
+    and computes only 32 new rows of sums per tile after the first. Otherwise (``span`` = 0) the sums are kept a chunk at a time. Both fit *smem_limit*
+    (default ``_SMEM_LIMIT``); *itemsize* and *vec* (16-byte vector staging) set the staged
+    row's pitch. None when not even one row fits, or when the row's offsets (W*C plus the
+    halo) would not fit an int; then :func:`gaussian_launch` applies.
     """
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
     kx, ky = int(kx), int(ky)
     if w * c + (kx + 1) * c + 2 * _ROWS_BW > INT32_MAX:
         return None
-    limit = _SMEM_LIMIT if smem_limit is None else int(smem_limit)
+    budget = (_SMEM_LIMIT if smem_limit is None else int(smem_limit)) // acc_size - kx - ky
     rows = _ROWS_BY * _ROWS_RY
     th = rows + ky - 1
-    per_row = _rows_pitch(kx, c, itemsize, vec) + _ROWS_BW
-    chunk = min(th, (limit // acc_size - kx - ky) // per_row)
+    pitch = _rows_pitch(kx, c, itemsize, vec)
+    gx, gz, tiles = blocks(w * c, _ROWS_BW), min(n, _GRID_Z), blocks(h, rows)
+    span = 0
+    if (acc_size == 4 and ky >= _ROWS_RING_MIN_K
+            and budget - th * _ROWS_BW >= min(th, _ROWS_RING_STAGE) * pitch):
+        chunk = min(th, (budget - th * _ROWS_BW) // pitch)
+        span = min(_ROWS_SPAN, tiles)
+        while span > 1 and gx * blocks(tiles, span) * gz < _ROWS_MIN_BLOCKS:
+            span //= 2
+        held = th
+    else:
+        chunk = min(th, budget // (pitch + _ROWS_BW))
+        held = chunk
     if chunk < 1:
         return None
-    grid = (blocks(w * c, _ROWS_BW), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
+    grid = (gx, min(blocks(tiles, max(span, 1)), _GRID_Y), gz)
     return dict(grid=check_grid(grid, "gaussian_filter"), block=(32, _ROWS_BY, 1),
-                shared_mem=(chunk * per_row + kx + ky) * acc_size, rows=rows, chunk=chunk,
-                vec=bool(vec))
+                shared_mem=(chunk * pitch + held * _ROWS_BW + kx + ky) * acc_size, rows=rows,
+                chunk=chunk, vec=bool(vec), span=span)
 
 
 def _rows_vectors(x) -> bool:
@@ -567,13 +599,14 @@ def gaussian_filter(
     rows = gaussian_rows_launch(x.shape, kx, ky, acc_dtype.itemsize, itemsize=dtype.itemsize,
                                 vec=_rows_vectors(x), smem_limit=_rows_budget(_smem_optin(ctx)))
     if rows is not None:
-        kern = _function(ctx, "gaussian.cu", _rows_name(dtype, fuse))
+        kern = _function(ctx, "gaussian.cu", _rows_name(dtype, fuse, rows["span"] > 0))
         if rows["shared_mem"] > _SMEM_LIMIT:
             kern.max_dynamic_shared_size_bytes = rows["shared_mem"]
         kern(
             rows["grid"], rows["block"],
             (x, out, taps_x, taps_y) + dims
-            + (_i32(kx), _i32(ky), code, _i32(rows["chunk"]), _i32(rows["vec"])) + point,
+            + (_i32(kx), _i32(ky), code, _i32(rows["chunk"]), _i32(rows["vec"]),
+               _i32(rows["span"])) + point,
             shared_mem=rows["shared_mem"],
         )
         return from_nhwc(out, img.ndim)
