@@ -219,7 +219,7 @@ __device__ __forceinline__ void gpuenhance_gaussian_vertical(Acc (&acc)[RY][PX],
             for (int p = 0; p < PX; ++p) acc[i][p] += w * rows[(first + i + j) * BW + 32 * p];
         }
     }
-#pragma unroll 2
+#pragma unroll(sizeof(Acc) == 4 ? 2 : 1)  // double sums: no room for two taps' loads
     for (int j = m0; j < m1; ++j) {
         const Acc w = wy[j];
 #pragma unroll
@@ -313,8 +313,9 @@ __global__ void __launch_bounds__(256, sizeof(Acc) == 4 && !RING ? 3 : 2)
                                 if (row != nullptr && g >= 0 && g <= WC - V) {
                                     gpuenhance_gaussian_unpack<T, Acc>(
                                         gpuenhance_load16(row + g), out + q);
-                                } else {
-#pragma unroll
+                                } else {  // a vector past a row end: rare; 8-bit and
+                                          // 16-bit not unrolled (code size, compile time)
+#pragma unroll(V > 4 ? 1 : V)
                                     for (int v = 0; v < V; ++v)
                                         out[q + v] = gpuenhance_gaussian_value<T, Acc>(
                                             row, g + v, W, C, WC, border);
