@@ -15,8 +15,9 @@
 //   2. horizontal pass: (by+ky-1) x bx row sums into a second shared buffer;
 //   3. vertical pass: each thread sums its column of that buffer and stores its pixel.
 //   shared_mem = ((by+ky-1)*(bx+kx-1) + (by+ky-1)*bx + kx + ky) * sizeof(Acc).
-// gpuenhance_gaussian_tile_rows<T, Acc, FUSE>: the same on interleaved rows (every channel of
-//   a tile at once, several outputs per thread); see its comment at the end of the file.
+// gpuenhance_gaussian_tile_rows<T, Acc, FUSE, RING>: the same on interleaved rows (every
+//   channel of a tile at once, several outputs per thread, the tile's rows in chunks, RING: a
+//   block walks several row tiles); see its comment at the end of the file.
 // gpuenhance_gaussian_pass<Tin, Tout, Acc, FUSE>: one 1-D pass straight from global memory,
 //   for kernels too large for the tile's shared memory (host runs x then y through an Acc
 //   buffer; only the second pass may fuse).
@@ -126,8 +127,8 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
     }
 }
 
-// gpuenhance_gaussian_tile_rows<T, Acc, FUSE>: the tile kernel on interleaved rows. A row of an
-// image is W*C values; the window of value e holds the values e + d*C, so one block filters
+// gpuenhance_gaussian_tile_rows<T, Acc, FUSE, RING>: the tile kernel on interleaved rows. A row
+// of an image is W*C values; the window of value e holds the values e + d*C, so one block filters
 // every channel of its tile at once (grid.z walks images, not planes) and the global loads
 // and stores are contiguous. Arithmetic is the tile kernel's, term for term and in the same
 // order (horizontal sums over j = 0..kx-1, then vertical sums over j = 0..ky-1, in Acc), so
@@ -148,12 +149,19 @@ __global__ void gpuenhance_gaussian_pass(const Tin* __restrict__ src, Tout* __re
 //   boundary): 16-byte vector loads of 16 / sizeof(T) values from the last 16-byte boundary at
 //   or before the tile's first value, stored as 16-byte vectors to a row pitch that is a
 //   multiple of the vector; vectors that reach past either end of the row take the scalar path.
-//   shared_mem = (chunk * (pitch + 128) + kx + ky) * sizeof(Acc), pitch =
-//   gpuenhance_gaussian_pitch(tw) (tw, or with `vec` tw + V - 1 rounded up to V = 16/sizeof(T)).
-// Launch: grid (ceil(W*C / 128), min(ceil(H / (BY*RY)), 65535), min(N, 65535)), grid-stride
-// over row tiles and images (uniform: every thread reaches every barrier). The host uses it
-// while one chunk row fits the shared memory and W*C + (kx+1)*C + 256 fits an int
-// (gpuenhance._cuda.filters.gaussian_rows_launch); otherwise the tile or two-pass kernels.
+//   RING (span > 0): a block walks `span` consecutive row tiles (a strip) and keeps all th rows
+//   of horizontal sums in a ring, tile row t of the strip's k-th tile in ring row
+//   (k * BY*RY + t) mod th; after the strip's first tile only the BY*RY new rows are staged and
+//   summed, the first ky - 1 being the previous tile's last ones. The vertical pass reads the
+//   ring as two buffers in row order (same values again).
+//   shared_mem = (chunk * pitch + R * 128 + kx + ky) * sizeof(Acc), R = th with RING, else
+//   chunk; pitch = gpuenhance_gaussian_pitch(tw) (tw, or with `vec` tw + V - 1 rounded up to
+//   V = 16/sizeof(T)).
+// Launch: grid (ceil(W*C / 128), min(strips, 65535), min(N, 65535)), strips = row tiles
+// (RING: row tiles / span, rounded up); grid-stride over strips and images (uniform: every
+// thread reaches every barrier). The host uses it while one chunk row fits the shared memory
+// and W*C + (kx+1)*C + 256 fits an int (gpuenhance._cuda.filters.gaussian_rows_launch);
+// otherwise the tile or two-pass kernels.
 #define GPUENHANCE_GAUSSIAN_PX 4
 #define GPUENHANCE_GAUSSIAN_RY 4
 

@@ -536,9 +536,9 @@ def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int, *, itemsize: in
     staged in chunks of ``chunk`` rows. Ring mode (``span`` > 0; float sums, ky >=
     ``_ROWS_RING_MIN_K``) where the th rows of horizontal sums fit next to a chunk of at least
     min(th, ``_ROWS_RING_STAGE``) staged rows: a block walks ``span`` consecutive row tiles
-    and computes only 32 new rows of sums per tile after the first. Otherwise (``span`` = 0) the sums are kept a chunk at a time. Both fit *smem_limit*
-    (default ``_SMEM_LIMIT``); *itemsize* and *vec* (16-byte vector staging) set the staged
-    row's pitch. None when not even one row fits, or when the row's offsets (W*C plus the
+    and computes only 32 new rows of sums per tile after the first. Otherwise (``span`` = 0)
+    the sums are kept a chunk at a time. Both fit *smem_limit* (default ``_SMEM_LIMIT``);
+    *itemsize* and *vec* (16-byte vector staging) set the staged row's pitch. None when not even one row fits, or when the row's offsets (W*C plus the
     halo) would not fit an int; then :func:`gaussian_launch` applies.
     """
     check_nhwc(shape)
