@@ -383,9 +383,9 @@ def test_gaussian_rows_equals_tile_kernel_and_cv2(ctx, rng, monkeypatch, launche
     if np.dtype(dtype).kind == "f":
         img = np.abs(img)
     got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
-    assert launched == [filters._rows_name(dtype)]
+    assert launched[0] in _rows_names(dtype)
     assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
-    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args: None)
+    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
     want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
     assert launched[1] == filters._tile_name(dtype)
     np.testing.assert_array_equal(got, want)
@@ -399,7 +399,7 @@ def test_gaussian_rows_clamped_grid_strides(ctx, rng, monkeypatch, launched, gri
     cfg = filters.gaussian_rows_launch(img.shape, 5, 7, 4)
     assert cfg["grid"] == (1, grid_y, grid_z) and cfg["rows"] == 32
     got = filters.gaussian_filter(ctx, img, 5, 7, 0.0, 0.0, "reflect")
-    assert launched == [filters._rows_name(np.uint8)]
+    assert launched == [filters._rows_name(np.uint8, ring=cfg["span"] > 0)]
     assert_gauss_close(got, gaussian_oracle(img, 5, 7, 0.0, 0.0, "reflect"), np.uint8)
 
 
@@ -408,16 +408,161 @@ def test_gaussian_rows_fused_per_channel_lut(ctx, rng, launched):
     lut = _random(rng, (256, 3), np.uint8)
     plain = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101")
     got = filters.gaussian_filter(ctx, img, 5, 5, 0.0, 0.0, "reflect_101", lut=lut)
-    assert launched == [filters._rows_name(np.uint8), filters._rows_name(np.uint8, 1)]
+    assert launched[0] in _rows_names(np.uint8) and launched[1] in _rows_names(np.uint8, 1)
     np.testing.assert_array_equal(got, lut[plain, np.arange(3)])
 
 
 def test_gaussian_rows_falls_back_when_shared_memory_is_short(ctx, monkeypatch):
-    # Large kernels on many channels: no block height fits, the tile (or two-pass) path runs.
-    assert filters.gaussian_rows_launch((1, 64, 64, 3), 31, 31, 4) is not None
-    assert filters.gaussian_rows_launch((1, 64, 64, 16), 61, 61, 4) is None
+    # The tile's rows pass in chunks, so only a row too wide for shared memory (a long
+    # horizontal window on many channels) leaves the rows kernel: then the per-plane tile
+    # kernel (or the two-pass one) runs.
+    # 16 channels, k61: rows of 128 + 60*16 staged values and 128 sums, 4 bytes each.
+    assert filters.gaussian_rows_launch((1, 64, 64, 16), 61, 61, 4)["chunk"] == (
+        (48 * 1024 // 4 - 122) // (128 + 60 * 16 + 128))
+    assert filters.gaussian_rows_launch((1, 64, 64, 200), 61, 3, 4) is None
+    assert filters.gaussian_launch((1, 64, 64, 200), 61, 3, 4)["path"] == "tile"
     monkeypatch.setattr(filters, "_SMEM_LIMIT", 64)
     assert filters.gaussian_rows_launch((1, 64, 64, 1), 3, 3, 4) is None
+
+
+def _rows_names(dtype, fuse=0):
+    """Both forms of the rows kernel (chunked and ring) for *dtype*."""
+    return {filters._rows_name(dtype, fuse, ring) for ring in filters._rings(dtype)}
+
+
+def _gauss_image(rng, shape, dtype):
+    img = _random(rng, shape, dtype)
+    return np.abs(img) if np.dtype(dtype).kind == "f" else img
+
+
+def _rows_with(monkeypatch, *, vec=None, budget=None):
+    """Force the rows kernel's vector staging on/off and its shared-memory budget."""
+    if vec is not None:
+        monkeypatch.setattr(filters, "_rows_vectors", lambda x: vec)
+    if budget is not None:
+        monkeypatch.setattr(filters, "_rows_budget", lambda optin: budget)
+
+
+# A block walking several row tiles keeps the last ky - 1 rows of horizontal sums (ring mode):
+# bit-identical to the per-plane tile kernel, on every dtype and border, with strips that do
+# and do not divide the row tiles, chunked staging, and grid-stride strips.
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("border", BORDERS)
+def test_gaussian_rows_ring_equals_tile_kernel(ctx, rng, monkeypatch, launched, dtype, border):
+    img = _gauss_image(rng, (2, 150, 16, 3), dtype)  # 5 row tiles of 32
+    kx, ky, sx, sy = 7, 13, 1.4, 2.3
+    with monkeypatch.context() as m:
+        m.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
+        want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    monkeypatch.setattr(filters, "_ROWS_MIN_BLOCKS", 1)
+    monkeypatch.setattr(filters, "_ROWS_RING_STAGE", 1)
+    monkeypatch.setattr(filters, "_ROWS_RING_MIN_K", 1)
+    size, acc = np.dtype(dtype).itemsize, filters._ACC_DTYPE[np.dtype(dtype)].itemsize
+    th = 32 + ky - 1
+    for span, chunk, grid_y in ((8, th, 65535), (2, 5, 65535), (4, th, 1)):
+        monkeypatch.setattr(filters, "_ROWS_SPAN", span)
+        monkeypatch.setattr(filters, "_GRID_Y", grid_y)
+        pitch = filters._rows_pitch(kx, 3, size, filters._rows_vectors(img))
+        budget = (chunk * pitch + th * filters._ROWS_BW + kx + ky) * acc
+        cfg = filters.gaussian_rows_launch(img.shape, kx, ky, acc, itemsize=size,
+                                           vec=filters._rows_vectors(img), smem_limit=budget)
+        assert (cfg["span"], cfg["chunk"]) == (min(span, 5), chunk)
+        _rows_with(monkeypatch, budget=budget)
+        got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+        np.testing.assert_array_equal(got, want, err_msg=f"span={span} chunk={chunk}")
+    assert launched == [filters._tile_name(dtype)] + [filters._rows_name(dtype, ring=True)] * 3
+
+
+# Chunks of the tile's rows (any size) and vector staging (16-byte loads) do not change a
+# value: the rows kernel stays bit-identical to the per-plane tile kernel.
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("border", BORDERS)
+def test_gaussian_rows_chunks_and_vectors_equal_tile_kernel(ctx, rng, monkeypatch, launched,
+                                                            dtype, border):
+    # 16 pixels x 3 channels: rows of 48 values, a 16-byte multiple for every dtype.
+    img = _gauss_image(rng, (2, 13, 16, 3), dtype)
+    kx, ky, sx, sy = 11, 9, 2.0, 1.6
+    with monkeypatch.context() as m:
+        m.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
+        want = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched == [filters._tile_name(dtype)]
+    acc = filters._ACC_DTYPE[np.dtype(dtype)].itemsize
+    for vec, chunk in ((False, 40), (True, 40), (True, 3), (False, 1)):
+        per_row = filters._rows_pitch(kx, 3, np.dtype(dtype).itemsize, vec) + filters._ROWS_BW
+        _rows_with(monkeypatch, vec=vec, budget=(chunk * per_row + kx + ky) * acc)
+        got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+        np.testing.assert_array_equal(got, want, err_msg=f"vec={vec} chunk={chunk}")
+    assert len(launched) == 5 and set(launched[1:]) <= _rows_names(dtype)
+
+
+def test_gaussian_rows_vector_rule(ctx):
+    # 16-byte loads only where the data and every row start on a 16-byte boundary.
+    buf = np.zeros(4096 + 64, dtype=np.uint8)
+    start = (-buf.ctypes.data) % 16
+    aligned = buf[start:start + 2 * 8 * 16 * 3].reshape(2, 8, 16, 3)  # 48-byte rows
+    assert filters._rows_vectors(aligned)
+    assert not filters._rows_vectors(buf[start + 1:start + 1 + 768].reshape(2, 8, 16, 3))
+    assert not filters._rows_vectors(buf[start:start + 2 * 8 * 15 * 3].reshape(2, 8, 15, 3))
+    assert filters._rows_vectors(buf[start:start + 768].view(np.uint16).reshape(2, 8, 8, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_gaussian_rows_vectors_on_misaligned_and_odd_rows(ctx, rng, launched, dtype):
+    # Vector staging runs where allowed and both kinds of row equal OpenCV.
+    for shape, offset in (((1, 11, 32, 3), 0), ((1, 11, 32, 3), 1), ((1, 11, 31, 3), 0)):
+        size = int(np.prod(shape))
+        buf = _gauss_image(rng, (size + 16,), dtype)
+        start = (-buf.ctypes.data // buf.itemsize) % (16 // buf.itemsize) + offset
+        img = buf[start:start + size].reshape(shape)
+        assert filters._rows_vectors(img) == (offset == 0 and shape[2] == 32)
+        got = filters.gaussian_filter(ctx, img, 13, 7, 2.2, 1.3, "reflect_101")
+        assert_gauss_close(got, gaussian_oracle(img, 13, 7, 2.2, 1.3, "reflect_101"), dtype)
+    assert len(launched) == 3 and set(launched) <= _rows_names(dtype)
+
+
+def test_gaussian_rows_opt_in_shared_memory(ctx, rng, monkeypatch, launched):
+    # sigma 5 float32 (k41) on RGB: all 72 rows of the tile (108 KiB) where the device lets a
+    # block opt into that much (an H100/H200: 227 KiB), chunks of them in the default 48 KiB.
+    img = _gauss_image(rng, (1, 9, 50, 3), np.float32)
+    k = _gauss.resolve(0, 5.0, None, np.float32)[0]
+    assert k == 41
+    vec = filters._rows_vectors(img)
+    default = filters.gaussian_rows_launch(img.shape, k, k, 4, itemsize=4, vec=vec)
+    assert default["shared_mem"] <= filters._SMEM_LIMIT and default["chunk"] < 72
+    big = filters.gaussian_rows_launch(img.shape, k, k, 4, itemsize=4, vec=vec,
+                                       smem_limit=filters._rows_budget(227 * 1024))
+    assert big["chunk"] == 72 and big["shared_mem"] > filters._SMEM_LIMIT
+    want = gaussian_oracle(img, k, k, 5.0, 5.0, "reflect_101")
+    default_got = filters.gaussian_filter(ctx, img, k, k, 5.0, 5.0, "reflect_101")
+    monkeypatch.setattr(filters, "_smem_optin", lambda c: 227 * 1024)
+    got = filters.gaussian_filter(ctx, img, k, k, 5.0, 5.0, "reflect_101")
+    assert len(launched) == 2 and set(launched) <= _rows_names(np.float32)
+    kern = ctx.kernel("gaussian.cu", launched[1])
+    assert kern.max_dynamic_shared_size_bytes >= big["shared_mem"]
+    assert_gauss_close(got, want, np.float32)
+    np.testing.assert_array_equal(got, default_got)
+
+
+# Windows past every tile (up to the public limit, ksize 1023): the rows kernel in chunks,
+# bit-identical to the two 1-D passes (the same sums in the same order) and within the
+# contract of cv2.GaussianBlur.
+@pytest.mark.parametrize("dtype,shape,kx,ky,border", [
+    (np.uint8, (1, 40, 23, 3), 129, 255, "reflect_101"),
+    (np.float32, (1, 7, 9, 2), 61, 301, "reflect"),
+    (np.float64, (1, 5, 6, 1), 1023, 1023, "constant"),
+    (np.uint16, (1, 30, 70, 1), 255, 61, "replicate"),
+])
+def test_gaussian_rows_large_windows(ctx, rng, monkeypatch, launched, dtype, shape, kx, ky,
+                                     border):
+    img = _gauss_image(rng, shape, dtype)
+    sx, sy = kx / 6.0, ky / 6.0
+    assert filters.gaussian_launch(shape, kx, ky, 4)["path"] == "two_pass"
+    got = filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border)
+    assert launched == [filters._rows_name(dtype)]  # ring mode needs all th rows: chunks here
+    assert_gauss_close(got, gaussian_oracle(img, kx, ky, sx, sy, border), dtype)
+    monkeypatch.setattr(filters, "gaussian_rows_launch", lambda *args, **kwargs: None)
+    np.testing.assert_array_equal(filters.gaussian_filter(ctx, img, kx, ky, sx, sy, border), got)
+    assert launched[1:] == list(filters._pass_names(dtype))
 
 
 @pytest.mark.parametrize("shape", [(1, 2**30 - 1, 3, 1), (1, 5, 2**30 - 1, 1), (100_000, 7, 9, 3),
@@ -430,7 +575,8 @@ def test_gaussian_rows_launch_of_huge_shapes(shape):
         return
     gx, gy, gz = cfg["grid"]
     assert gx * cfg["block"][0] * 4 >= w * c and gx <= 2**31 - 1  # 4 values per thread
-    assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
+    strips = -(-(-(-h // cfg["rows"])) // max(cfg["span"], 1))  # row tiles per block: span
+    assert gy == min(strips, 65535) and gz == min(n, 65535)
     assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 
@@ -481,7 +627,7 @@ def test_lut_per_channel(ctx, rng, dtype, channels):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
     # Contiguous views starting 0..16 elements into a buffer: scalar head, vectors, tail; and
-    # 1-byte offsets (uint16 elements straddling words) that cannot be vectorised at all.
+    # a source 1 byte off (uint16 elements straddling words), still loaded as vectors.
     entries = 256 if dtype == np.uint8 else 65536
     lut = _random(rng, (entries,), dtype)
     base = _random(rng, (120,), dtype)
@@ -493,8 +639,9 @@ def test_lut_misaligned_views_and_odd_lengths(ctx, rng, dtype):
     odd = raw[1:].view(dtype)  # misaligned by one byte
     odd[:] = _random(rng, odd.shape, dtype)
     img = odd.reshape(1, -1)
-    if dtype == np.uint16:
-        assert tone._head(ctx, img, np.empty_like(img)) == img.size
+    out = np.empty_like(img)
+    head, delta = tone._head(ctx, img, out)
+    assert head < img.size and delta == (img.ctypes.data - out.ctypes.data) % 16 != 0
     np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), lut[img])
 
 
@@ -532,13 +679,65 @@ def _aligned(n, offset):
 
 
 def test_head_alignment_rule(ctx):
-    # Same misalignment: the head reaches the next 16-byte boundary; different: all scalar.
-    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 3)) == 13
-    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 0)) == 0
-    assert tone._head(ctx, _aligned(5, 3), _aligned(5, 3)) == 5
-    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 0)) == 37
+    # The head reaches the destination's next 16-byte boundary, one vector further when the
+    # source's first aligned load would start before the source; delta is the source's offset.
+    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 3)) == (13, 0)
+    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 0)) == (0, 0)
+    assert tone._head(ctx, _aligned(5, 3), _aligned(5, 3)) == (5, 0)
+    assert tone._head(ctx, _aligned(37, 3), _aligned(37, 0)) == (16, 3)
+    assert tone._head(ctx, _aligned(37, 0), _aligned(37, 3)) == (13, 13)
+    assert tone._head(ctx, _aligned(37, 9), _aligned(37, 4)) == (12, 5)
     odd16 = _aligned(41, 1)[:40].view(np.uint16)
-    assert tone._head(ctx, odd16, _aligned(40, 1)[:40].view(np.uint16)) == 20
+    assert tone._head(ctx, odd16, _aligned(40, 0)[:40].view(np.uint16)) == (8, 1)
+    # no destination element starts on a boundary: all scalar
+    assert tone._head(ctx, _aligned(40, 0).view(np.uint16), odd16) == (20, 0)
+
+
+def _filled(rng, n, offset, dtype):
+    """n values of dtype starting `offset` bytes past a 16-byte boundary, random."""
+    size = np.dtype(dtype).itemsize
+    view = _aligned(n * size, offset).view(dtype)
+    view[:] = _random(rng, (n,), dtype)
+    return view
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lut_any_source_and_destination_offsets(ctx, rng, monkeypatch, dtype):
+    # Every pair of byte offsets past a 16-byte boundary (uint16: even destinations), one
+    # block so that threads make trips of two vectors; vectors, head and tail equal table[x].
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    entries = 256 if dtype == np.uint8 else 65536
+    lut = _random(rng, (entries,), dtype)
+    size = np.dtype(dtype).itemsize
+    n = (16 // size) * (256 + 37) + 5  # 293 vectors: the second vector of a trip, a tail
+    for so in range(16):
+        for do in range(0, 16, size):
+            src, dst = _filled(rng, n, so, dtype), _aligned(n * size, do).view(dtype)
+            dst[:] = 0
+            head, delta = tone._head(ctx, src, dst)
+            assert delta == (so - do) % 16 and head * size >= delta
+            tone._lut_into(ctx, src.reshape(1, n), dst.reshape(1, n), lut)
+            np.testing.assert_array_equal(dst, lut[src], err_msg=f"offsets {so}, {do}")
+
+
+def test_lut_per_channel_offset_source(ctx, rng):
+    # A per-channel table on an offset slice of a contiguous buffer: each element's channel is
+    # its index in the view, whatever the alignment.
+    lut = _random(rng, (256, 3), np.uint8)
+    buf = _random(rng, (3 * 700 + 5,), np.uint8)
+    img = buf[5:].reshape(1, 700, 3)
+    np.testing.assert_array_equal(tone.apply_lut(ctx, img, lut), _lut_oracle(img, lut))
+
+
+def test_gamma_float_any_source_and_destination_offsets(ctx, rng, monkeypatch):
+    monkeypatch.setattr(tone, "_MAX_BLOCKS", 1)
+    n = 4 * (256 + 37) + 3
+    for so, do in ((4, 0), (0, 8), (12, 4), (8, 8), (0, 0)):
+        src, dst = _filled(rng, n, so, np.float32), _aligned(4 * n, do).view(np.float32)
+        src[:] = np.abs(src)
+        tone._gamma_into(ctx, src, dst, 0.7, 1.2)
+        want = np.float32(1.2) * np.power(np.clip(src, 0, 1), np.float32(0.7))
+        np.testing.assert_allclose(dst, want, **tol("gamma_correct", np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -565,3 +764,69 @@ def test_gamma_float_direct_nan_inf(ctx, gamma, gain):
     assert got.dtype == np.float32 and got.shape == img.shape
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
+
+
+# Float gamma: gpuenhance_pow01 (kernels/common.cuh), 2^(g * log2 x) from a 64-entry table and
+# two short series, against a float64 oracle over the whole of [0, 1].
+def _unit_interval_floats(rng, n):
+    """n random float32 bit patterns in [0, 1] (every binade, denormals included), the 4096
+    floats just below 1, each table interval's ends, and 0, 1, the smallest denormal, NaN."""
+    bits = rng.integers(0, 0x3F800001, n, dtype=np.uint32)
+    near_one = np.arange(0x3F800000 - 4096, 0x3F800000, dtype=np.uint32)
+    ends = (0x3F800000 + (np.arange(64, dtype=np.uint32) << 17))[:, None] + np.array([0, 1])
+    ends = np.concatenate([(ends - 0x800000).ravel(), (ends - 0x3000000).ravel()])
+    special = np.array([0, 1, 0x3F800000, 0x7FC00000, 0x00800000, 0x007FFFFF], dtype=np.uint32)
+    return np.concatenate([bits, near_one, ends.astype(np.uint32), special]).view(np.float32)
+
+
+@pytest.mark.parametrize("gamma,gain", [(1 / 2.2, 1.0), (2.2, 1.0), (0.01, 1.0), (7.5, 3.0),
+                                        (64.0, 1.0), (64.5, 1.0), (300.0, 0.5)])
+def test_gamma_float_against_float64_over_the_unit_interval(ctx, rng, gamma, gain):
+    x = _unit_interval_floats(rng, 60_000).reshape(1, -1)
+    got = tone.gamma_correct(ctx, x, gamma, gain)
+    x64 = x.astype(np.float64)
+    want = float(np.float32(gain)) * x64 ** float(np.float32(gamma))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(x))
+    np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
+    # exact where the result is: 0 -> 0, 1 -> gain
+    assert got[0, -6] == 0.0 and got[0, -4] == np.float32(gain)
+
+
+def test_gamma_table_matches_its_definition():
+    # The table in kernels/common.cuh, recomputed: centre c_i of the mantissa interval
+    # [1 + i/64, 1 + (i+1)/64) (c = 1 and 2 at the ends), inv = float(1/c),
+    # T = -log2(inv) (- 1 from i = 32 on) split into float hi + lo.
+    import re
+
+    from gpuenhance._cuda._loader import kernel_source
+
+    text = kernel_source("lut.cu")
+    body = text[text.index("gpuenhance_log2_table[64] = {"):]
+    body = body[:body.index("};")]
+    rows = re.findall(r"\{([^{}]*)\},", body)
+    got = np.array([[float(v.rstrip("f")) for v in row.split(",")] for row in rows],
+                   dtype=np.float32)
+    assert got.shape == (64, 4)
+    for i in range(64):
+        c = 1.0 if i == 0 else 2.0 if i == 63 else 1.0 + (i + 0.5) / 64
+        inv = np.float32(1.0 / c)
+        t = -np.log2(np.float64(inv)) - (1.0 if i >= 32 else 0.0)
+        hi = np.float32(t)
+        assert (got[i, 0], got[i, 1], got[i, 3]) == (inv, hi, 0.0), i
+        assert got[i, 2] == np.float32(t - np.float64(hi)), i
+
+
+def test_gaussian_rows_launch_of_the_issue_cases():
+    # 4K RGB on an H200 (227 KiB opt-in: 113.5 KiB planned per block). sigma 5 float32 (k41):
+    # ring mode, all 72 rows of sums and a 72-row stage in 109 768 bytes, 8 row tiles per
+    # block; sigma 1 uint8 (k7): chunked (the ring saves 6 of 38 rows), all 38 rows at once.
+    budget = filters._rows_budget(232448)
+    big = filters.gaussian_rows_launch((2, 2160, 3840, 3), 41, 41, 4, itemsize=4, vec=True,
+                                       smem_limit=budget)
+    assert (big["span"], big["chunk"]) == (8, 72)
+    assert big["shared_mem"] == (72 * 252 + 72 * 128 + 82) * 4
+    assert big["grid"] == (90, 9, 2)
+    small = filters.gaussian_rows_launch((8, 2160, 3840, 3), 7, 7, 4, itemsize=1, vec=True,
+                                         smem_limit=budget)
+    assert (small["span"], small["chunk"]) == (0, 38)
+    assert small["grid"] == (90, 68, 8)

@@ -28,6 +28,12 @@ def ctype(dtype) -> str:
     return CTYPES[np.dtype(dtype)]
 
 
+def data_address(a) -> int:
+    """The address of the first element of a CuPy or NumPy array (alignment checks)."""
+    ptr = getattr(a.data, "ptr", None)
+    return int(ptr) if ptr is not None else int(a.ctypes.data)
+
+
 def blocks(n: int, per_block: int) -> int:
     """Number of blocks of *per_block* needed to cover *n* items."""
     return max(1, -(-int(n) // int(per_block)))

@@ -160,6 +160,15 @@ class _NamedLaunch:
         self._kernel = kernel
         self._where = f"kernel {name} (kernels/{filename})"
 
+    @property
+    def max_dynamic_shared_size_bytes(self) -> int:
+        """The kernel's dynamic shared memory limit (set it to opt into more than 48 KiB)."""
+        return self._kernel.max_dynamic_shared_size_bytes
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value: int) -> None:
+        self._kernel.max_dynamic_shared_size_bytes = int(value)
+
     def __call__(self, grid, block, args, shared_mem=0):
         import cupy
 

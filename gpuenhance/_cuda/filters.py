@@ -26,18 +26,22 @@ ksize >= 9 float            ``gpuenhance_median_select`` (radix selection)
 ==========================  =================================================
 
 Gaussian path choice: ``gpuenhance_gaussian_tile_rows`` (interleaved rows, all channels of a
-tile at once, 4 values x 4 rows per thread; :func:`gaussian_rows_launch`) while its tile fits
-shared memory, else ``gpuenhance_gaussian_tile`` (one plane at a time, :func:`gaussian_launch`),
-else two 1-D ``gpuenhance_gaussian_pass`` launches. The first two do the same arithmetic in the
-same order and give the same values.
+tile at once, 4 values x 4 rows per thread, the tile's rows through shared memory in chunks;
+:func:`gaussian_rows_launch`) for every window up to the public limit (ksize 1023) while one
+staged row, 128 + (kx - 1) * C values, fits shared memory; where the device allows it, the
+block opts into more than 48 KiB (up to half the opt-in limit, so that the whole tile fits in
+one chunk more often). Only a long horizontal window on very many channels leaves it: then
+``gpuenhance_gaussian_tile`` (one plane at a time, :func:`gaussian_launch`) where its tile fits
+48 KiB, else two 1-D ``gpuenhance_gaussian_pass`` launches. All three do the same arithmetic in
+the same order and give the same values.
 
 Fusion: ``median_filter`` and ``gaussian_filter`` take an optional trailing point operation,
 ``lut=`` (uint8/uint16: a table as for :func:`gpuenhance.apply_lut`, shared or per channel) or
 ``gamma=``/``gain=`` (as :func:`gpuenhance.gamma_correct`: uint8/uint16 through the very
-table the tone engine uses, float32 as ``gain * powf(v, gamma)``). The kernels apply it to
-each filtered value right before its store (template flag ``FUSE``), so the filter and the
-point operation are one pass over memory and the result is bit-identical to running them one
-after the other. float64 images do not fuse (there is no float64 gamma).
+table the tone engine uses, float32 by the tone kernel's ``gpuenhance_gamma``). The kernels
+apply it to each filtered value right before its store (template flag ``FUSE``), so the
+filter and the point operation are one pass over memory and the result is bit-identical to
+running them one after the other. float64 images do not fuse (there is no float64 gamma).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from .. import _gauss
 from .._image import from_nhwc, to_nhwc
 from ._common import (
     BORDER_CODES, GRID_YZ_MAX, INT32_MAX, MAX_EXTENT, blocks, check_grid, check_nhwc, ctype,
+    data_address,
 )
 from ._loader import declare, per_device
 
@@ -154,8 +159,15 @@ def _tile_name(dtype, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_gaussian_tile<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
 
 
-def _rows_name(dtype, fuse: int = FUSE_NONE) -> str:
-    return f"gpuenhance_gaussian_tile_rows<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}>"
+def _rows_name(dtype, fuse: int = FUSE_NONE, ring: bool = False) -> str:
+    return (f"gpuenhance_gaussian_tile_rows<{ctype(dtype)}, {_ACC[np.dtype(dtype)]}, {fuse}, "
+            f"{str(bool(ring)).lower()}>")
+
+
+def _rings(dtype) -> tuple[bool, ...]:
+    """The rows kernel's RING forms for *dtype*: float64 (double sums) has only the chunked
+    one (its ring form would need more than 128 registers)."""
+    return (False,) if np.dtype(dtype) == np.float64 else (False, True)
 
 
 def _pass_name(tin: str, tout: str, acc: str, fuse: int = FUSE_NONE) -> str:
@@ -178,7 +190,7 @@ KERNELS = declare({
     ),
     "gaussian.cu": tuple(
         [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
-        + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
+        + [_rows_name(d, f, r) for d in _DTYPES for f in _fusions(d) for r in _rings(d)]
         + list(
             dict.fromkeys(n for d in _DTYPES for f in _fusions(d) for n in _pass_names(d, f))
         )
@@ -193,7 +205,7 @@ HOT_KERNELS = tuple(
     # sm_90 (tests/test_kernels_compile.py).
     + _packed_names(0)
     + [_tile_name(d, f) for d in _DTYPES for f in _fusions(d)]
-    + [_rows_name(d, f) for d in _DTYPES for f in _fusions(d)]
+    + [_rows_name(d, f, r) for d in _DTYPES for f in _fusions(d) for r in _rings(d)]
 )
 
 
@@ -437,34 +449,99 @@ def gaussian_launch(shape, kx: int, ky: int, acc_size: int) -> dict:
 
 
 # The interleaved-rows Gaussian (gpuenhance_gaussian_tile_rows): values per thread and block
-# row, output rows per thread; block rows (BY) tried from the first, while shared memory fits.
-_ROWS_PX, _ROWS_BW, _ROWS_RY = 4, 128, 4
-_ROWS_BY = (8, 4, 2, 1)
+# row, output rows per thread, block rows.
+_ROWS_PX, _ROWS_BW, _ROWS_RY, _ROWS_BY = 4, 128, 4, 8
 
 
-def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int) -> dict | None:
+def _smem_optin(ctx) -> int:
+    """The most dynamic shared memory one block may opt into on the current device.
+
+    On a GPU the device attribute (e.g. 227 KiB on an H100/H200, 163 KiB on an A100, 64 KiB
+    on a T4); under the emulator ``_SMEM_LIMIT`` (tests patch this to exercise the opt-in).
+    """
+    if ctx.name != "cuda":
+        return _SMEM_LIMIT
+    return _device_optin(ctx)
+
+
+@per_device()
+def _device_optin(ctx) -> int:
+    return int(ctx.xp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
+
+
+def _rows_budget(optin: int) -> int:
+    """Shared memory per block the rows kernel plans with: the default limit, or where the
+    device allows more, half of its opt-in limit (at least two 256-thread blocks per SM)."""
+    return max(_SMEM_LIMIT, optin // 2) if optin > _SMEM_LIMIT else _SMEM_LIMIT
+
+
+def _rows_pitch(kx: int, c: int, itemsize: int, vec: bool) -> int:
+    """Staged values per tile row (gpuenhance_gaussian_pitch in kernels/gaussian.cu)."""
+    tw = _ROWS_BW + (kx - 1) * c
+    v = 16 // itemsize
+    return (tw + 2 * v - 2) // v * v if vec else tw
+
+
+# Row tiles per block in ring mode, at most, and the blocks a launch keeps at least (more
+# consecutive tiles per block save horizontal passes, fewer keep the GPU busy).
+_ROWS_SPAN = 8
+_ROWS_MIN_BLOCKS = 1024
+# Staged rows per chunk that ring mode needs at least (the 32 new rows of a tile at once), and
+# the smallest ky it is used for: it saves th - 32 = ky - 1 of th horizontal rows per tile but
+# runs 2 blocks per SM instead of 3 (128 registers), worth it from about a third.
+_ROWS_RING_STAGE = 32
+_ROWS_RING_MIN_K = 17
+
+
+def gaussian_rows_launch(shape, kx: int, ky: int, acc_size: int, *, itemsize: int = 1,
+                         vec: bool = False, smem_limit: int | None = None) -> dict | None:
     """Launch configuration of the interleaved-rows Gaussian, or None where it does not apply.
 
-    Block (32, BY): each thread computes 4 values of 4 rows, a block 128 values (all channels
-    interleaved) of 2*BY rows; grid (ceil(W*C / 128), row tiles, images), grid.y and grid.z
-    clamped to ``_GRID_Y`` / ``_GRID_Z``. None when no BY fits ``_SMEM_LIMIT`` or the row's
-    offsets (W*C plus the halo) would not fit an int; then :func:`gaussian_launch` applies.
+    Block (32, 8): each thread computes 4 values of 4 rows, a block 128 values (all channels
+    interleaved) of 32 rows; grid (ceil(W*C / 128), row strips, images), grid.y and grid.z
+    clamped to ``_GRID_Y`` / ``_GRID_Z``. A tile needs th = 32 + ky - 1 input rows; they are
+    staged in chunks of ``chunk`` rows. Ring mode (``span`` > 0; float sums, ky >=
+    ``_ROWS_RING_MIN_K``) where the th rows of horizontal sums fit next to a chunk of at least
+    min(th, ``_ROWS_RING_STAGE``) staged rows: a block walks ``span`` consecutive row tiles
+    and computes only 32 new rows of sums per tile after the first. Otherwise (``span`` = 0)
+    the sums are kept a chunk at a time. Both fit *smem_limit* (default ``_SMEM_LIMIT``);
+    *itemsize* and *vec* (16-byte vector staging) set the staged row's pitch. None when not even one row fits, or when the row's offsets (W*C plus the
+    halo) would not fit an int; then :func:`gaussian_launch` applies.
     """
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
     kx, ky = int(kx), int(ky)
     if w * c + (kx + 1) * c + 2 * _ROWS_BW > INT32_MAX:
         return None
-    tw = _ROWS_BW + (kx - 1) * c
-    for by in _ROWS_BY:
-        rows = by * _ROWS_RY
-        th = rows + ky - 1
-        smem = (th * tw + th * _ROWS_BW + kx + ky) * acc_size
-        if smem <= _SMEM_LIMIT:
-            grid = (blocks(w * c, _ROWS_BW), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
-            return dict(grid=check_grid(grid, "gaussian_filter"), block=(32, by, 1),
-                        shared_mem=smem, rows=rows)
-    return None
+    budget = (_SMEM_LIMIT if smem_limit is None else int(smem_limit)) // acc_size - kx - ky
+    rows = _ROWS_BY * _ROWS_RY
+    th = rows + ky - 1
+    pitch = _rows_pitch(kx, c, itemsize, vec)
+    gx, gz, tiles = blocks(w * c, _ROWS_BW), min(n, _GRID_Z), blocks(h, rows)
+    span = 0
+    if (acc_size == 4 and ky >= _ROWS_RING_MIN_K
+            and budget - th * _ROWS_BW >= min(th, _ROWS_RING_STAGE) * pitch):
+        chunk = min(th, (budget - th * _ROWS_BW) // pitch)
+        span = min(_ROWS_SPAN, tiles)
+        while span > 1 and gx * blocks(tiles, span) * gz < _ROWS_MIN_BLOCKS:
+            span //= 2
+        held = th
+    else:
+        chunk = min(th, budget // (pitch + _ROWS_BW))
+        held = chunk
+    if chunk < 1:
+        return None
+    grid = (gx, min(blocks(tiles, max(span, 1)), _GRID_Y), gz)
+    return dict(grid=check_grid(grid, "gaussian_filter"), block=(32, _ROWS_BY, 1),
+                shared_mem=(chunk * pitch + held * _ROWS_BW + kx + ky) * acc_size, rows=rows,
+                chunk=chunk, vec=bool(vec), span=span)
+
+
+def _rows_vectors(x) -> bool:
+    """Whether the rows kernel may stage *x* (NHWC, contiguous) with 16-byte loads: the data
+    and every row start on a 16-byte boundary."""
+    row_bytes = int(x.shape[2]) * int(x.shape[3]) * x.dtype.itemsize
+    return data_address(x) % 16 == 0 and row_bytes % 16 == 0
 
 
 def gaussian_filter(
@@ -486,11 +563,22 @@ def gaussian_filter(
     taps_y = _taps(ctx, ky, sy, dtype)
     code = _i32(BORDER_CODES[border])
     dims = (_i32(n), _i32(h), _i32(w), _i32(c))
-    rows = gaussian_rows_launch(x.shape, kx, ky, acc_dtype.itemsize)
-    if rows is not None or cfg["path"] == "tile":
-        name = _tile_name(dtype, fuse) if rows is None else _rows_name(dtype, fuse)
-        cfg = cfg if rows is None else rows
-        kern = ctx.kernel("gaussian.cu", name)
+    rows = gaussian_rows_launch(x.shape, kx, ky, acc_dtype.itemsize, itemsize=dtype.itemsize,
+                                vec=_rows_vectors(x), smem_limit=_rows_budget(_smem_optin(ctx)))
+    if rows is not None:
+        kern = ctx.kernel("gaussian.cu", _rows_name(dtype, fuse, rows["span"] > 0))
+        if rows["shared_mem"] > _SMEM_LIMIT:
+            kern.max_dynamic_shared_size_bytes = rows["shared_mem"]
+        kern(
+            rows["grid"], rows["block"],
+            (x, out, taps_x, taps_y) + dims
+            + (_i32(kx), _i32(ky), code, _i32(rows["chunk"]), _i32(rows["vec"]),
+               _i32(rows["span"])) + point,
+            shared_mem=rows["shared_mem"],
+        )
+        return from_nhwc(out, img.ndim)
+    if cfg["path"] == "tile":
+        kern = ctx.kernel("gaussian.cu", _tile_name(dtype, fuse))
         kern(
             cfg["grid"], cfg["block"],
             (x, out, taps_x, taps_y) + dims + (_i32(kx), _i32(ky), code) + point,

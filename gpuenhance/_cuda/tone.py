@@ -3,12 +3,13 @@
 Arguments arrive validated by :mod:`gpuenhance.tone`: the table's dtype equals the image's,
 it has 256 (uint8) or 65536 (uint16) entries and shape (entries,) or (entries, C).
 
-The image is processed as one flat contiguous array: 16-byte vector loads/stores from the
-first 16-byte-aligned element on (two vectors per thread and trip, both loads first), scalar
-head and tail. On a GPU the grid is one full wave (SMs x 8 blocks of 256), the kernels stride
-over the rest. The head is computed here from the
-pointers (``data.ptr`` for CuPy, ``ctypes.data`` for NumPy); when source and destination
-cannot both be aligned the whole array takes the scalar path. uint8 tables live in shared
+The image is processed as one flat contiguous array: 16-byte vector stores from the
+destination's first 16-byte-aligned element on, and 16-byte loads of the source at any
+alignment (two aligned loads and a funnel shift where source and destination lie differently
+past a 16-byte boundary; see kernels/lut.cu), two vectors per thread and trip, scalar head and
+tail; so a view at any offset needs no copy to be vectorised. On a GPU the grid is one full
+wave (SMs x 8 blocks of 256), the kernels stride over the rest. The head and the source's
+offset are computed here from the pointers (:func:`_head`). uint8 tables live in shared
 memory (a shared table always, per-channel tables up to 192 channels, 48 KiB), uint16 tables
 and wider uint8 per-channel tables are read through ``__ldg``.
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .._levels import gamma_table
 from .._image import from_nhwc, to_nhwc
-from ._common import blocks, ctype
+from ._common import blocks, ctype, data_address
 from ._loader import declare, per_device
 
 _SMEM_LIMIT = 48 * 1024
@@ -59,20 +60,29 @@ HOT_KERNELS = (
 )
 
 
-def _pointer(ctx, a) -> int:
-    return int(a.data.ptr) if ctx.name == "cuda" else int(a.ctypes.data)
+def _head(ctx, src, dst) -> tuple[int, int]:
+    """(head, delta): elements before the first vector, and the source's byte offset from it.
 
-
-def _head(ctx, src, dst) -> int:
-    """Elements before the first 16-byte-aligned one; all of them when src/dst differ."""
-    ps, pd = _pointer(ctx, src), _pointer(ctx, dst)
+    Vectors are aligned on the destination: *head* elements reach its first 16-byte boundary
+    (all of them when no element starts on one), one vector more when the source's first
+    vector would begin less than *delta* = (source - destination) mod 16 bytes into the
+    source (its first aligned load would read before the array).
+    """
+    ps, pd = data_address(src), data_address(dst)
     size = src.dtype.itemsize
-    if (ps - pd) % 16:
-        return src.size
-    lead = (-ps) % 16
+    lead = (-pd) % 16
+    delta = (ps - pd) % 16
     if lead % size:
-        return src.size
-    return min(src.size, lead // size)
+        return int(src.size), 0
+    if lead < delta:
+        lead += 16
+    return min(int(src.size), lead // size), delta
+
+
+def _head_args(ctx, src, dst) -> tuple:
+    """(head, delta) as the kernels take them (int64, int32)."""
+    head, delta = _head(ctx, src, dst)
+    return np.int64(head), np.int32(delta)
 
 
 def _grid(n: int, per_thread: int, max_blocks: int = _MAX_BLOCKS) -> tuple[int, int, int]:
@@ -91,12 +101,17 @@ def _max_blocks(ctx) -> int:
 
 def apply_lut(ctx, img, lut):
     """``out = lut[img]`` (per-channel: ``lut[img[..., c], c]``); exactly cv2.LUT."""
-    xp = ctx.xp
-    x = xp.ascontiguousarray(to_nhwc(img))
-    out = xp.empty(x.shape, dtype=x.dtype)
+    x = ctx.xp.ascontiguousarray(to_nhwc(img))
+    out = ctx.xp.empty(x.shape, dtype=x.dtype)
+    _lut_into(ctx, x, out, lut)
+    return from_nhwc(out, img.ndim)
+
+
+def _lut_into(ctx, x, out, lut) -> None:
+    """``out[...] = lut[x]`` for contiguous NHWC arrays at any alignment (the kernel call)."""
     dtype = np.dtype(x.dtype)
     channels = int(x.shape[-1])
-    table = xp.ascontiguousarray(lut)
+    table = ctx.xp.ascontiguousarray(lut)
     per_channel = table.ndim == 2 and table.shape[1] > 1
     entries = 256 if dtype == np.uint8 else 65536
     smem_bytes = entries * (channels if per_channel else 1) * dtype.itemsize
@@ -106,10 +121,9 @@ def apply_lut(ctx, img, lut):
     kern(
         _grid(n, 32 // dtype.itemsize, _max_blocks(ctx)),
         (_THREADS, 1, 1),
-        (x, out, table, np.int64(n), np.int64(_head(ctx, x, out)), np.int32(channels)),
+        (x, out, table, np.int64(n)) + _head_args(ctx, x, out) + (np.int32(channels),),
         shared_mem=smem_bytes if smem else 0,
     )
-    return from_nhwc(out, img.ndim)
 
 
 @per_device(maxsize=64)
@@ -124,13 +138,18 @@ def gamma_correct(ctx, img, gamma: float, gain: float):
     if dtype.kind == "u":
         table = _gamma_table(ctx, dtype.name, float(gamma), float(gain))
         return apply_lut(ctx, img, table)
-    xp = ctx.xp
-    x = xp.ascontiguousarray(img)
-    out = xp.empty(x.shape, dtype=x.dtype)
+    x = ctx.xp.ascontiguousarray(img)
+    out = ctx.xp.empty(x.shape, dtype=x.dtype)
+    _gamma_into(ctx, x, out, gamma, gain)
+    return out
+
+
+def _gamma_into(ctx, x, out, gamma: float, gain: float) -> None:
+    """``out[...] = gain * clip(x, 0, 1) ** gamma`` for contiguous float32 arrays at any
+    alignment (the kernel call)."""
     n = int(x.size)
     ctx.kernel("lut.cu", _GAMMA)(
         _grid(n, 8, _max_blocks(ctx)),
         (_THREADS, 1, 1),
-        (x, out, np.int64(n), np.int64(_head(ctx, x, out)), np.float32(gamma), np.float32(gain)),
+        (x, out, np.int64(n)) + _head_args(ctx, x, out) + (np.float32(gamma), np.float32(gain)),
     )
-    return out
