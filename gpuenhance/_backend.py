@@ -139,7 +139,10 @@ class Engine:
         CPU engine functions take the arguments as they are; CUDA engine functions take the
         kernel context first.
         """
-        func = getattr(self.module(topic), name)
+        # an engine module already imported is found without importlib's machinery
+        func = getattr(sys.modules.get(f"{self.package}.{topic}") or self.module(topic), name)
+        if self.name == "cpu" and _cupy_module() is None:  # no CuPy array exists: no moves
+            return func(*args, **kwargs)
         args = tuple(self.to_engine(a) for a in args)
         kwargs = {k: self.to_engine(v) for k, v in kwargs.items()}
         if self.name == "cpu":
@@ -168,6 +171,8 @@ def resolve(*arrays, backend: str | None = None) -> Engine:
     BackendUnavailableError
         When ``"cuda"`` is needed and no GPU engine works.
     """
+    if backend is None and _cupy_module() is None:  # NumPy (or nothing) in, no override
+        return Engine(name="cpu", input_on_gpu=False)
     if backend is not None and backend != "auto" and backend not in BACKENDS:
         raise ValueError(
             f"backend must be one of 'auto', {', '.join(repr(b) for b in BACKENDS)}; "

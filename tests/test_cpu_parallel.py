@@ -139,6 +139,20 @@ def test_banded_opencv_median_is_bit_identical(rng, tiny_bands, border, dtype, k
             np.testing.assert_array_equal(median_filter(img, ksize, border=border), ref)
 
 
+@pytest.mark.parametrize("ksize", [3, 7, 31])
+@pytest.mark.parametrize("shape", [(150, 33), (150, 33, 3)])
+def test_overlapping_bands_rewrite_every_cut(rng, ksize, shape, monkeypatch):
+    """Bands of 16+ rows written straight into the output: the rows around each cut are
+    rewritten, and the result is OpenCV's whole-image median."""
+    monkeypatch.setattr(cpu_filters, "_BAND_MIN_NS", 0)
+    monkeypatch.setattr(cpu_filters, "_BAND_MIN_NS_PER_VALUE", 0.0)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    ref = cv2.medianBlur(img, ksize)
+    for threads in (2, 5):
+        with _threads.limit_threads(threads):
+            np.testing.assert_array_equal(median_filter(img, ksize), ref)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_banded_per_channel_median(rng, tiny_bands, dtype):
     img = rng.integers(0, 256, (21, 18, 2)).astype(dtype)  # 2 channels: OpenCV per channel
