@@ -20,3 +20,10 @@ def test_cpu_rows_driver_writes_rows(tmp_path, request):
     impls = {r["impl"] for r in doc["rows"]}
     assert {"gpuenhance", "gpuenhance 1 thread", "cv2.medianBlur"} <= impls
     assert "slower than the best CPU peer" in doc_path.with_suffix(".md").read_text()
+    # the single-thread reference ran with OpenCV's pool at one thread; the others as set
+    import cv2
+
+    pools = {r["impl"]: r["threads"]["cv2_threads"] for r in doc["rows"]
+             if r["case"] == "lut-uint16-smoke-b1" and r["status"] == "ok"}
+    assert pools["gpuenhance 1 thread"] == 1
+    assert pools["gpuenhance"] == cv2.getNumThreads()
