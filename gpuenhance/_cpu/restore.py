@@ -1,5 +1,10 @@
 """CPU engine of FFT-LMS restoration (NumPy, float32 images and complex64 spectra).
 
+The batch FFTs (spectra of a stack, restoration) run through ``scipy.fft`` where SciPy is
+importable: float32 in, complex64 out with no temporary copy of the stack (peak memory of a
+32 x 512² fit 100 MiB, 128 with NumPy's FFT), on :func:`gpuenhance._threads.num_threads`
+workers; else through NumPy's.
+
 Spectra are real 2-D FFTs over (H, W) with ``norm="ortho"``, laid out (N, H, W//2+1, C).
 Weights W are (H, W//2+1, C) complex64 and multiply those spectra; W is the unnormalised DFT
 of a real spatial convolution kernel, so ``irfft2(W)`` (``norm="backward"``) gives its taps.
@@ -11,8 +16,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _spectral
+from .. import _spectral, _threads
 from .._image import dtype_max
+
+try:  # a float32 stack transformed in float32 without a float64 copy, on worker threads
+    import scipy.fft as _scipy_fft
+except ImportError:  # SciPy is optional here: NumPy's FFT
+    _scipy_fft = None
+
+
+def _rfft2(x, axes, norm=None):
+    """``rfft2`` over *axes*: scipy.fft on :func:`_threads.num_threads` workers, else NumPy."""
+    if _scipy_fft is None:
+        return np.fft.rfft2(x, axes=axes, norm=norm)
+    return _scipy_fft.rfft2(x, axes=axes, norm=norm, workers=_threads.num_threads())
+
+
+def _irfft2(x, s, axes, norm=None):
+    """``irfft2`` of size *s* over *axes*, as :func:`_rfft2`."""
+    if _scipy_fft is None:
+        return np.fft.irfft2(x, s=s, axes=axes, norm=norm)
+    return _scipy_fft.irfft2(x, s=s, axes=axes, norm=norm, workers=_threads.num_threads())
 
 
 def _to_float(stack) -> np.ndarray:
@@ -26,7 +50,7 @@ def _to_float(stack) -> np.ndarray:
 
 def spectra(stack) -> np.ndarray:
     """rfft2 (ortho) of an (N, H, W, C) stack -> complex64 (N, H, W//2+1, C)."""
-    g = np.fft.rfft2(_to_float(stack), axes=(1, 2), norm="ortho")
+    g = _rfft2(_to_float(stack), axes=(1, 2), norm="ortho")
     return g.astype(np.complex64, copy=False)
 
 
@@ -130,7 +154,7 @@ def apply(W, stack) -> np.ndarray:
     """
     height, width = stack.shape[1], stack.shape[2]
     G = spectra(stack)
-    out = np.fft.irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
+    out = _irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
     out = out.astype(np.float32, copy=False)
     dtype = np.dtype(stack.dtype)
     if dtype.kind in "ui":
