@@ -79,9 +79,10 @@ def odd_ksize(value, name: str = "ksize", *, low: int = 1, high: int | None = No
 def real(value, name: str, *, low: float | None = None, high: float | None = None,
          low_open: bool = False) -> float:
     """Return *value* as a finite float in [low, high] ((low, high] when *low_open*)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    value = float(value)
+    if type(value) is not float:  # the ABC check only for other types
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number; got {value!r}")
+        value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}")
     if low is not None and (value <= low if low_open else value < low):
