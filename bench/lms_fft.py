@@ -4,7 +4,7 @@
     python -m bench.lms_fft --smoke --out /tmp/x  # tiny inputs, one call each, no claims
 
 The same ``LMSRestorer`` fit (one epoch, batch 8) and restore of 32 images of 512 x 512 run
-with the engine's FFT as shipped (``scipy.fft``, ``workers = num_threads()``) and with SciPy
+with the engine's FFT as shipped (forward ``scipy.fft``, ``workers = num_threads()``) and with SciPy
 hidden from the engine (NumPy's ``numpy.fft``), in interleaved rounds; each cell is the median
 of its rounds with the CPU use (process CPU time / wall time) and the peak of Python-tracked
 allocations during one call (``tracemalloc``: NumPy and SciPy arrays).

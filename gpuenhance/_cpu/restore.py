@@ -1,9 +1,10 @@
 """CPU engine of FFT-LMS restoration (NumPy, float32 images and complex64 spectra).
 
-The batch FFTs (spectra of a stack, restoration) run through ``scipy.fft`` where SciPy is
-importable: float32 in, complex64 out with no temporary copy of the stack (peak memory of a
-32 x 512² fit 100 MiB, 128 with NumPy's FFT), on :func:`gpuenhance._threads.num_threads`
-workers; else through NumPy's.
+The forward batch FFT (spectra of a stack) runs through ``scipy.fft`` where SciPy is
+importable: float32 in, complex64 out with no temporary copy of the stack, on
+:func:`gpuenhance._threads.num_threads` workers (``python -m bench.lms_fft``: a 32 x 512² fit
+peaks at 100 MiB, 128 with NumPy's FFT); else, and for the inverse (NumPy's was faster),
+through NumPy's.
 
 Spectra are real 2-D FFTs over (H, W) with ``norm="ortho"``, laid out (N, H, W//2+1, C).
 Weights W are (H, W//2+1, C) complex64 and multiply those spectra; W is the unnormalised DFT
@@ -30,13 +31,6 @@ def _rfft2(x, axes, norm=None):
     if _scipy_fft is None:
         return np.fft.rfft2(x, axes=axes, norm=norm)
     return _scipy_fft.rfft2(x, axes=axes, norm=norm, workers=_threads.num_threads())
-
-
-def _irfft2(x, s, axes, norm=None):
-    """``irfft2`` of size *s* over *axes*, as :func:`_rfft2`."""
-    if _scipy_fft is None:
-        return np.fft.irfft2(x, s=s, axes=axes, norm=norm)
-    return _scipy_fft.irfft2(x, s=s, axes=axes, norm=norm, workers=_threads.num_threads())
 
 
 def _to_float(stack) -> np.ndarray:
@@ -154,7 +148,8 @@ def apply(W, stack) -> np.ndarray:
     """
     height, width = stack.shape[1], stack.shape[2]
     G = spectra(stack)
-    out = _irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
+    # NumPy's inverse: scipy.fft's took 1.5x as long here (32 x 512², bench.lms_fft)
+    out = np.fft.irfft2(G * W[None], s=(height, width), axes=(1, 2), norm="ortho")
     out = out.astype(np.float32, copy=False)
     dtype = np.dtype(stack.dtype)
     if dtype.kind in "ui":
