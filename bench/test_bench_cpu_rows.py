@@ -27,3 +27,13 @@ def test_cpu_rows_driver_writes_rows(tmp_path, request):
              if r["case"] == "lut-uint16-smoke-b1" and r["status"] == "ok"}
     assert pools["gpuenhance 1 thread"] == 1
     assert pools["gpuenhance"] == cv2.getNumThreads()
+
+
+def test_call_overhead_driver_runs_this_checkout(capsys, request):
+    if not request.config.getoption("--smoke"):
+        pytest.skip("the measurement is `python -m bench.call_overhead`, not a pytest case")
+    from bench import call_overhead
+
+    assert call_overhead.main(["--smoke", "--rounds", "1"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| now |")]
+    assert [ln.split("|")[2].strip() for ln in lines] == list(call_overhead.CASES)
