@@ -168,7 +168,13 @@ GPUENHANCE_CPU = Impl("gpuenhance", "cpu", _ge_make("cpu"), is_gpuenhance=True)
 
 
 def _ge_single_thread(case: Case):
-    """gpuenhance's CPU engine held to one thread: the reference of the band-thread speed-up."""
+    """gpuenhance's CPU engine on one thread: the reference of the multi-core speed-up.
+
+    The engine's band threads are held to one here (``limit_threads(1)``) and OpenCV's own
+    pool by the runner (the Impl's ``cv2_threads``: ``cv2.setNumThreads(1)`` around the timed
+    runs, not inside them, since switching OpenCV's pool costs ~0.1 ms), so the column is a
+    true single-threaded call also where OpenCV threads the op itself.
+    """
     from gpuenhance._threads import limit_threads
 
     run, prepare = _ge_make("cpu")(case)
@@ -183,7 +189,8 @@ def _ge_single_thread(case: Case):
 #: Not a peer: the same engine on one thread (``bench.report --single-thread``); never the
 #: "best peer" a gpuenhance row is compared with.
 GPUENHANCE_CPU_1T = Impl("gpuenhance 1 thread", "cpu", _ge_single_thread,
-                         note="gpuenhance inside limit_threads(1)", extra={"reference": True})
+                         note="gpuenhance inside limit_threads(1), OpenCV on 1 thread",
+                         extra={"reference": True, "cv2_threads": 1})
 GPUENHANCE_GPU = Impl("gpuenhance", "gpu", _ge_make("cuda"), is_gpuenhance=True, requires=("cupy",))
 
 

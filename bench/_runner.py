@@ -135,8 +135,9 @@ def _measure_cpu(row, case, impl, run, prepare, smoke, cap, cpu_timer) -> dict:
             )
     inputs = [prepare(case.make_inputs(seed)) for seed in range(1 if smoke else 2)]
     timer = cpu_timer or (lambda fn, ins: _timing.time_cpu(fn, ins, smoke=smoke))
-    timing = timer(run, inputs)
-    row["threads"] = _timing.cpu_threads()
+    with _timing.cv2_threads(impl.extra.get("cv2_threads")):
+        timing = timer(run, inputs)
+        row["threads"] = _timing.cpu_threads()
     row["host_rss_mib"] = _timing.host_rss_mib()
     row["host_peak_rss_mib"] = _timing.host_peak_rss_mib()
     return _finish(row, case, timing)

@@ -14,6 +14,7 @@ and host RSS.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -108,6 +109,22 @@ def cpu_threads() -> dict:
     except Exception:
         info["cv2_threads"] = None
     return info
+
+
+@contextlib.contextmanager
+def cv2_threads(n: int | None):
+    """OpenCV's pool held to *n* threads inside the block (None: left as it is)."""
+    if n is None:
+        yield
+        return
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def cpu_model() -> str:

@@ -133,7 +133,8 @@ def main(argv=None) -> int:
           f"- CPU: {info['cpu_model']} ({info['cpu']})",
           "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v),
           f"- {args.rounds} interleaved rounds per case, median of the rounds; "
-          "`gpuenhance 1 thread` = the same engine inside `limit_threads(1)`"
+          "`gpuenhance 1 thread` = the same engine inside `limit_threads(1)`, OpenCV's pool "
+          "held to one thread too (`cv2.setNumThreads(1)`)"
           + ("; `gpuenhance before` = the CPU engine before this change" if args.before else ""),
           "- these two columns are references: never the best peer; their (×r) is their time "
           "over gpuenhance's"]

@@ -20,3 +20,20 @@ def test_cpu_rows_driver_writes_rows(tmp_path, request):
     impls = {r["impl"] for r in doc["rows"]}
     assert {"gpuenhance", "gpuenhance 1 thread", "cv2.medianBlur"} <= impls
     assert "slower than the best CPU peer" in doc_path.with_suffix(".md").read_text()
+    # the single-thread reference ran with OpenCV's pool at one thread; the others as set
+    import cv2
+
+    pools = {r["impl"]: r["threads"]["cv2_threads"] for r in doc["rows"]
+             if r["case"] == "lut-uint16-smoke-b1" and r["status"] == "ok"}
+    assert pools["gpuenhance 1 thread"] == 1
+    assert pools["gpuenhance"] == cv2.getNumThreads()
+
+
+def test_call_overhead_driver_runs_this_checkout(capsys, request):
+    if not request.config.getoption("--smoke"):
+        pytest.skip("the measurement is `python -m bench.call_overhead`, not a pytest case")
+    from bench import call_overhead
+
+    assert call_overhead.main(["--smoke", "--rounds", "1"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| now |")]
+    assert [ln.split("|")[2].strip() for ln in lines] == list(call_overhead.CASES)

@@ -72,3 +72,23 @@ def _interleaved(fn_a, fn_b, inputs, smoke, target_s=2.0, min_runs=3, max_runs=1
             fn(*args)
             out.append(time.perf_counter() - t)
     return tuple({"median_s": statistics.median(t), "min_s": min(t), "runs": runs} for t in times)
+
+
+def test_lms_fft_driver_restores_the_engine_fft(tmp_path, request):
+    """bench.lms_fft times both FFT libraries and leaves the engine's own in place."""
+    if not request.config.getoption("--smoke"):
+        pytest.skip("the full comparison is `python -m bench.lms_fft`, not a pytest case")
+    import json
+
+    from bench import lms_fft
+    from gpuenhance._cpu import restore as cpu_restore
+
+    shipped = cpu_restore._scipy_fft
+    assert lms_fft.main(["--smoke", "--out", str(tmp_path)]) == 0
+    assert cpu_restore._scipy_fft is shipped
+    (doc_path,) = tmp_path.glob("*-lms-fft-smoke.json")
+    rows = json.loads(doc_path.read_text())["rows"]
+    want = {"numpy.fft"} | ({"scipy.fft (workers)"} if shipped is not None else set())
+    assert {(r["op"], r["fft"]) for r in rows} == {(op, f) for op in ("fit", "restore")
+                                                   for f in want}
+    assert all(r["median_s"] > 0 and r["peak_mib"] > 0 for r in rows)

@@ -192,7 +192,10 @@ class Engine:
         CPU engine functions take the arguments as they are; CUDA engine functions take the
         kernel context first.
         """
-        func = getattr(self.module(topic), name)
+        # an engine module already imported is found without importlib's machinery
+        func = getattr(sys.modules.get(f"{self.package}.{topic}") or self.module(topic), name)
+        if self.name == "cpu" and _cupy_module() is None:  # no CuPy array exists: no moves
+            return func(*args, **kwargs)
         args = tuple(self.to_engine(a) for a in args)
         kwargs = {k: self.to_engine(v) for k, v in kwargs.items()}
         if self.name == "cpu":
@@ -222,6 +225,8 @@ def resolve(*arrays, backend: str | None = None) -> Engine:
         When ``"cuda"`` is needed and no GPU engine works, or ``"cuda-emulated"`` is asked
         for and the emulator cannot build here.
     """
+    if backend is None and _cupy_module() is None:  # NumPy (or nothing) in, no override
+        return Engine(name="cpu", input_on_gpu=False)
     check_name(backend)
     kinds = {is_cupy(a) for a in arrays if a is not None}
     if len(kinds) > 1:

@@ -143,19 +143,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _run_group(fn: Callable, group: list) -> list:
-    token = _limit.set(1)  # no nested band threads
-    try:
-        return [fn(item) for item in group]
-    finally:
-        _limit.reset(token)
-
-
 def run_parallel(fn: Callable, items: Sequence | Iterable, threads: int | None = None) -> list:
-    """``[fn(item) for item in items]``, on up to *threads* pool threads (default: num_threads()).
+    """``[fn(item) for item in items]``, on up to *threads* threads (default: num_threads()).
 
-    With one thread, or one item, everything runs on the calling thread. The first exception
-    raised by a task is raised here after every task has finished.
+    The calling thread and ``threads - 1`` pool tasks take the next unclaimed item until none
+    is left, so a thread the OS keeps waiting (a machine shared with other work) leaves its
+    share to the others: the call is never much slower than the calling thread alone. Pool
+    tasks that had not started by then are cancelled. With one thread, or one item,
+    everything runs on the calling thread. The first exception raised by a task is raised
+    here after every running task has finished; no item is started after it.
 
     Examples
     --------
@@ -170,23 +166,48 @@ def run_parallel(fn: Callable, items: Sequence | Iterable, threads: int | None =
         return [fn(item) for item in items]
     m = min(n, len(items))
     pool = _executor(m - 1)
-    groups = [items[i::m] for i in range(m)]  # item i goes to group i % m
-    # m - 1 pool tasks and the calling thread: m threads, however large the pool has grown
-    futures = [pool.submit(_run_group, fn, g) for g in groups[1:]]
-    done: list = [None] * m
-    errors = []
-    try:
-        done[0] = _run_group(fn, groups[0])
-    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others finished
-        errors.append(exc)
-    for i, fut in enumerate(futures, 1):  # wait for all: no task may still write into arrays
+    results: list = [None] * len(items)
+    errors: list = []
+    claim = _Claims(len(items))
+
+    def drain():
+        token = _limit.set(1)  # no nested band threads
         try:
-            done[i] = fut.result()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
+            while (i := claim.next()) is not None:
+                try:
+                    results[i] = fn(items[i])
+                except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                    errors.append(exc)
+                    claim.stop()
+        finally:
+            _limit.reset(token)
+
+    futures = [pool.submit(drain) for _ in range(m - 1)]
+    drain()
+    for fut in futures:  # wait for the running ones: no task may still write into arrays
+        if not fut.cancel():
+            fut.result()
     if errors:
         raise errors[0]
-    results = [None] * len(items)
-    for i in range(m):
-        results[i::m] = done[i]
     return results
+
+
+class _Claims:
+    """Hands out the indices ``0 .. n - 1`` once each, across threads."""
+
+    def __init__(self, n: int):
+        self._next = 0
+        self._n = n
+        self._lock = threading.Lock()
+
+    def next(self) -> int | None:
+        with self._lock:
+            i = self._next
+            if i >= self._n:
+                return None
+            self._next = i + 1
+            return i
+
+    def stop(self) -> None:
+        with self._lock:
+            self._n = 0

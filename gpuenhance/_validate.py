@@ -31,7 +31,7 @@ def image(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
     ValueError
         For a wrong number of dimensions or an empty image.
     """
-    if not is_array(img):
+    if type(img) is not np.ndarray and not is_array(img):  # the NumPy test first: cheap
         raise TypeError(
             f"{name} must be a NumPy or CuPy array; got {type(img).__name__}"
         )
@@ -42,6 +42,8 @@ def image(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
         )
     if img.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {tuple(img.shape)}")
+    if img.dtype in dtypes:  # dtype equality: byte order counts, '>u2' is not uint16
+        return
     dtype = np.dtype(img.dtype)
     if dtype not in tuple(np.dtype(d) for d in dtypes):
         if dtype.newbyteorder("=") in tuple(np.dtype(d) for d in dtypes):
@@ -55,9 +57,10 @@ def image(img, name: str = "img", *, dtypes=IMAGE_DTYPES) -> None:
 
 def integer(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """Return *value* as int, checking that it is an integer in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    value = int(value)
+    if type(value) is not int:  # bool is not int by type; the ABC check only when needed
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer; got {value!r}")
+        value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
@@ -76,9 +79,10 @@ def odd_ksize(value, name: str = "ksize", *, low: int = 1, high: int | None = No
 def real(value, name: str, *, low: float | None = None, high: float | None = None,
          low_open: bool = False) -> float:
     """Return *value* as a finite float in [low, high] ((low, high] when *low_open*)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    value = float(value)
+    if type(value) is not float:  # the ABC check only for other types
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number; got {value!r}")
+        value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}")
     if low is not None and (value <= low if low_open else value < low):

@@ -100,6 +100,29 @@ def test_run_parallel_uses_at_most_the_limit():
     assert len(names) <= 2
 
 
+def test_run_parallel_lets_a_free_thread_take_a_stalled_threads_share():
+    """Items are claimed one at a time: while one thread is held up (as by a busy machine),
+    the other runs every remaining item, whichever thread it is."""
+    import threading
+
+    rest_done = threading.Event()
+    done = []
+    lock = threading.Lock()
+
+    def task(x):
+        if x == 0:
+            assert rest_done.wait(timeout=10), "the other thread left items undone"
+        with lock:
+            done.append(x)
+            if len(done) == 5:
+                rest_done.set()
+        return -x
+
+    with _threads.limit_threads(2):
+        assert _threads.run_parallel(task, range(6)) == [0, -1, -2, -3, -4, -5]
+    assert sorted(done) == list(range(6)) and done[-1] == 0
+
+
 def test_run_parallel_raises_a_task_error_after_all_finished():
     """No task may still write into the caller's arrays once the error is raised."""
     import time
@@ -137,6 +160,20 @@ def test_banded_opencv_median_is_bit_identical(rng, tiny_bands, border, dtype, k
     for threads in (2, 3, 4):
         with _threads.limit_threads(threads):
             np.testing.assert_array_equal(median_filter(img, ksize, border=border), ref)
+
+
+@pytest.mark.parametrize("ksize", [3, 7, 31])
+@pytest.mark.parametrize("shape", [(150, 33), (150, 33, 3)])
+def test_overlapping_bands_rewrite_every_cut(rng, ksize, shape, monkeypatch):
+    """Bands of 16+ rows written straight into the output: the rows around each cut are
+    rewritten, and the result is OpenCV's whole-image median."""
+    monkeypatch.setattr(cpu_filters, "_BAND_MIN_NS", 0)
+    monkeypatch.setattr(cpu_filters, "_BAND_MIN_NS_PER_VALUE", 0.0)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    ref = cv2.medianBlur(img, ksize)
+    for threads in (2, 5):
+        with _threads.limit_threads(threads):
+            np.testing.assert_array_equal(median_filter(img, ksize), ref)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

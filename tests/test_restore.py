@@ -43,7 +43,13 @@ def wiener64(G, F):
     return (np.conj(G) * F).sum(axis=0) / (np.abs(G) ** 2).sum(axis=0)
 
 
-def rfft(stack):
+def rfft(stack, backend="cpu"):
+    """The spectra the engine computes (the FFT itself is not under test): the CPU engine's
+    scipy.fft where SciPy is importable, NumPy's FFT on the other engines' host oracle."""
+    from gpuenhance._cpu import restore as cpu_restore
+
+    if backend == "cpu" and cpu_restore._scipy_fft is not None:
+        return cpu_restore._scipy_fft.rfft2(stack, axes=(1, 2), norm="ortho")
     return np.fft.rfft2(stack, axes=(1, 2), norm="ortho")
 
 
@@ -355,3 +361,24 @@ def test_engines_agree(backend, support):
         np.testing.assert_allclose(_host(got.kernel_), ref.kernel_, **t)
         small = deg[0, :11, :13]
         np.testing.assert_allclose(got.restore(small), ref.restore(small), **t)
+
+
+def test_cpu_spectra_through_scipy_fft_or_numpy(monkeypatch):
+    """The CPU engine's batch FFTs: scipy.fft (same values on any worker count), else NumPy."""
+    from gpuenhance import _threads
+    from gpuenhance._cpu import restore as cpu_restore
+
+    stack = scenes(5, c=3)
+    if cpu_restore._scipy_fft is not None:
+        import scipy.fft
+
+        ref = scipy.fft.rfft2(stack, axes=(1, 2), norm="ortho", workers=1)
+        with _threads.limit_threads(2):
+            np.testing.assert_array_equal(cpu_restore.spectra(stack), ref)
+    monkeypatch.setattr(cpu_restore, "_scipy_fft", None)
+    ref = np.fft.rfft2(stack, axes=(1, 2), norm="ortho").astype(np.complex64)
+    np.testing.assert_array_equal(cpu_restore.spectra(stack), ref)
+    taps = np.eye(H, W, dtype=np.float32)[:, :, None]
+    wts = np.fft.rfft2(taps, axes=(0, 1)).astype(np.complex64)
+    ref = np.fft.irfft2(ref * wts[None], s=(H, W), axes=(1, 2), norm="ortho").astype(np.float32)
+    np.testing.assert_array_equal(cpu_restore.apply(wts, stack), ref)

@@ -76,7 +76,7 @@ def test_exact_equals_float64_closed_form(backend, channels, leak):
     model = LMSRestorer(eps=eps, leak=leak, solver="exact", batch_size=4, backend=backend)
     model.fit(deg, clean)
     assert model.weights_.dtype == np.complex64 and model.n_epochs_ == 1 and model.converged_
-    assert_per_bin(model.weights_, rfft(deg), rfft(clean), eps + leak,
+    assert_per_bin(model.weights_, rfft(deg, backend), rfft(clean, backend), eps + leak,
                    tol("lms_wiener", "complex64")["rtol"])
     # its one loss entry is the training MSE of its own restoration (image-domain oracle)
     restored = model.restore(deg)

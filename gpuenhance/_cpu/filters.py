@@ -64,7 +64,11 @@ def _plane(img_hwc: np.ndarray) -> np.ndarray:
 
 def _store(dst_hwc: np.ndarray, call) -> None:
     """``call(dst)`` with OpenCV writing into *dst_hwc* itself; copied only if it could not."""
-    dst = _plane(dst_hwc)
+    _store_plane(_plane(dst_hwc), call)
+
+
+def _store_plane(dst: np.ndarray, call) -> None:
+    """``call(dst)`` for an array shaped as OpenCV returns it; copied only if it could not."""
     res = call(dst)
     if not np.may_share_memory(res, dst):  # bounds only: cheap
         dst[...] = res.reshape(dst.shape)
@@ -123,8 +127,8 @@ def _median_cv_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.nda
         return
     src = np.ascontiguousarray(_plane(x_hwc))
     bands = _row_bands(h, r, threads, _BAND_MIN_ROWS)
-    if len(bands) == 1 and border == "replicate" and dst.flags.c_contiguous:
-        _store(out_hwc, lambda d: cv2.medianBlur(src, ksize, dst=d))  # straight into the output
+    if border == "replicate" and dst.flags.c_contiguous:
+        _median_cv_overlap(src, ksize, dst, bands, threads)
         return
 
     def one(band):
@@ -138,6 +142,32 @@ def _median_cv_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.nda
         dst[c0:c1] = res[c0 - a + top:c1 - a + top, left:left + w]
 
     _threads.run_parallel(one, bands, threads)
+
+
+def _median_cv_overlap(src: np.ndarray, ksize: int, dst: np.ndarray,
+                       bands: list[tuple[int, int]], threads: int) -> None:
+    """Replicate-border cv2.medianBlur of *src* straight into *dst*, in row *bands*.
+
+    Each band filters its window (its rows and ``r = ksize // 2`` more on each side, clipped
+    to the image) into the same rows of *dst*, with no copy of a band's result. A window's
+    first and last ``r`` rows are wrong where it was cut inside the image (medianBlur
+    replicates the cut), and the neighbouring band writes those rows too, right; so once
+    every band is done, the ``2 r`` rows around each cut are filtered again from a strip of
+    ``4 r`` image rows, which holds every row they read. A rewritten row equals the
+    whole-image result: the median only reads values, never positions.
+    """
+    h = src.shape[0]
+    r = ksize // 2
+
+    def one(band):
+        a, b = max(0, band[0] - r), min(h, band[1] + r)
+        _store_plane(dst[a:b], lambda d: cv2.medianBlur(src[a:b], ksize, dst=d))
+
+    _threads.run_parallel(one, bands, threads)
+    for _, cut in bands[:-1]:
+        a, b = max(0, cut - 2 * r), min(h, cut + 2 * r)
+        y0, y1 = max(0, cut - r), min(h, cut + r)
+        dst[y0:y1] = cv2.medianBlur(src[a:b], ksize)[y0 - a:y1 - a]
 
 
 def _median_hist_image(x_hwc: np.ndarray, ksize: int, border: str, out_hwc: np.ndarray,
@@ -193,9 +223,13 @@ def median_filter(img, ksize: int, border: str):
     """Median over a ksize x ksize window, exact for every dtype and border."""
     if ksize == 1:
         return np.array(img, copy=True)
+    if img.ndim == 2 and border == "replicate":  # the common call, with no detours
+        ns = _CV_MEDIAN_NS.get((img.dtype.char, ksize))  # OpenCV's sorting networks
+        if ns is not None and (ns < _BAND_MIN_NS_PER_VALUE or ns * img.size < _BAND_MIN_NS):
+            return cv2.medianBlur(np.ascontiguousarray(img), ksize)
     x = to_nhwc(img)
     n, h, w, c = x.shape
-    dtype = np.dtype(x.dtype)
+    dtype = x.dtype
     whole = _cv_median_ok(dtype, ksize, c)
     per_channel = not whole and _cv_median_ok(dtype, ksize, 1)
     hist = not whole and not per_channel and _median.available()
