@@ -280,15 +280,61 @@ __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_f32x1>(gpuenhanc
     gpuenhance_median_cx(a.v, b.v);
 }
 
-// Sort v[0..K) ascending, K in {3, 5} (optimal networks: 3 and 9 compare-exchanges).
+// Sort v[0..K) ascending: optimal networks for K = 3, 5, 7 (3, 9 and 16 compare-exchanges),
+// Batcher's odd-even merge sort otherwise (K = 9: 26).
+template <typename T, int K>
+__device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]);
+
+// Batcher's odd-even merge of the sorted a[0..NA) and b[0..NB) into c[0..NA+NB), any sizes:
+// merge the even- and the odd-indexed halves, then one compare-exchange per output pair. Outputs
+// nobody reads are dead code, so a merge whose caller keeps a few ranks costs only their cone.
+template <typename T, int NA, int NB>
+struct gpuenhance_median_merge {
+    static __device__ __forceinline__ void run(const T* a, const T* b, T* c) {
+        if constexpr (NA == 0 || NB == 0) {
+#pragma unroll
+            for (int i = 0; i < NA; ++i) c[i] = a[i];
+#pragma unroll
+            for (int i = 0; i < NB; ++i) c[NA + i] = b[i];
+        } else if constexpr (NA == 1 && NB == 1) {
+            c[0] = a[0];
+            c[1] = b[0];
+            gpuenhance_median_cx(c[0], c[1]);
+        } else {
+            constexpr int AE = (NA + 1) / 2, AO = NA / 2, BE = (NB + 1) / 2, BO = NB / 2;
+            constexpr int NV = AE + BE, NW = AO + BO;
+            T ae[AE], be[BE], ao[AO > 0 ? AO : 1], bo[BO > 0 ? BO : 1], v[NV], w[NW > 0 ? NW : 1];
+#pragma unroll
+            for (int i = 0; i < NA; ++i) (i % 2 == 0 ? ae[i / 2] : ao[i / 2]) = a[i];
+#pragma unroll
+            for (int i = 0; i < NB; ++i) (i % 2 == 0 ? be[i / 2] : bo[i / 2]) = b[i];
+            gpuenhance_median_merge<T, AE, BE>::run(ae, be, v);
+            gpuenhance_median_merge<T, AO, BO>::run(ao, bo, w);
+            // v and w differ by at most 2 in length (0-1 principle); pair w[i] with v[i + 1].
+            constexpr int P = NW < NV - 1 ? NW : NV - 1;
+            c[0] = v[0];
+#pragma unroll
+            for (int i = 0; i < P; ++i) {
+                T lo = w[i], hi = v[i + 1];
+                gpuenhance_median_cx(lo, hi);
+                c[1 + 2 * i] = lo;
+                c[2 + 2 * i] = hi;
+            }
+#pragma unroll
+            for (int i = P; i < NW; ++i) c[1 + P + i] = w[i];
+#pragma unroll
+            for (int i = P + 1; i < NV; ++i) c[P + i] = v[i];
+        }
+    }
+};
+
 template <typename T, int K>
 __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
     if constexpr (K == 3) {
         gpuenhance_median_cx(v[0], v[1]);
         gpuenhance_median_cx(v[1], v[2]);
         gpuenhance_median_cx(v[0], v[1]);
-    } else {
-        static_assert(K == 5, "3 or 5 values");
+    } else if constexpr (K == 5) {
         gpuenhance_median_cx(v[0], v[1]);
         gpuenhance_median_cx(v[3], v[4]);
         gpuenhance_median_cx(v[2], v[4]);
@@ -298,8 +344,100 @@ __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
         gpuenhance_median_cx(v[1], v[4]);
         gpuenhance_median_cx(v[1], v[3]);
         gpuenhance_median_cx(v[1], v[2]);
+    } else if constexpr (K == 7) {
+        constexpr int net[16][2] = {{0, 6}, {2, 3}, {4, 5}, {0, 2}, {1, 4}, {3, 6}, {0, 1}, {2, 5},
+                                    {3, 4}, {1, 2}, {4, 6}, {2, 3}, {4, 5}, {1, 2}, {3, 4}, {5, 6}};
+#pragma unroll
+        for (int i = 0; i < 16; ++i) gpuenhance_median_cx(v[net[i][0]], v[net[i][1]]);
+    } else {
+        constexpr int H = K / 2;
+        T a[H], b[K - H];
+#pragma unroll
+        for (int i = 0; i < H; ++i) a[i] = v[i];
+#pragma unroll
+        for (int i = H; i < K; ++i) b[i - H] = v[i];
+        gpuenhance_median_sort<T, H>(a);
+        gpuenhance_median_sort<T, K - H>(b);
+        gpuenhance_median_merge<T, H, K - H>::run(a, b, v);
     }
 }
+
+// Medians of the RY vertically adjacent K x K windows of one thread, from its RY + K - 1 sorted
+// rows (hierarchical tiling, arXiv 2507.19926, along the columns): the windows of outputs
+// [LO, HI) share the rows [HI - 1, LO + K - 1]; that node merges them once (Batcher merges of the
+// sorted rows), then splits into two halves, each merging its extra rows into a copy of the
+// node's list. Pruning keeps every list short: a list of S values of a window whose median has
+// rank m (0-based) of t = 2m + 1 can only hold the median at its ranks [S - m - 1, m], and
+// dropping the same number of values below and above keeps the median of what is left, so the
+// list keeps those ranks and the window's t and m shrink by the count dropped on each side (D).
+// A leaf's list is its window (less 2D values) reduced to the one value, its median.
+template <typename T, int K, int RY>
+struct gpuenhance_median_tiles {
+    static __device__ constexpr int keep_from(int S, int D) {  // ranks that cannot be the median
+        return S - (K * K - 2 * D - 1) / 2 - 1 > 0 ? S - (K * K - 2 * D - 1) / 2 - 1 : 0;
+    }
+
+    // Merge the sorted rows [R0, R1] (empty when R1 < R0) into out[0 .. (R1 - R0 + 1) * K).
+    template <int R0, int R1>
+    static __device__ __forceinline__ void rows(const T (&srt)[RY + K - 1][K], T* out) {
+        if constexpr (R1 == R0) {
+#pragma unroll
+            for (int i = 0; i < K; ++i) out[i] = srt[R0][i];
+        } else if constexpr (R1 > R0) {
+            constexpr int MID = (R0 + R1) / 2;
+            T a[(MID - R0 + 1) * K], b[(R1 - MID) * K];
+            rows<R0, MID>(srt, a);
+            rows<MID + 1, R1>(srt, b);
+            gpuenhance_median_merge<T, (MID - R0 + 1) * K, (R1 - MID) * K>::run(a, b, out);
+        }
+    }
+
+    // The node of outputs [LO, HI); L holds the S values kept of its rows [A, B] (D dropped on
+    // each side). Writes med[LO .. HI).
+    template <int LO, int HI, int A, int B, int S, int D>
+    static __device__ __forceinline__ void node(const T* L, const T (&srt)[RY + K - 1][K],
+                                                T (&med)[RY]) {
+        if constexpr (HI - LO == 1) {
+            static_assert(S == 1, "a leaf's list is its median");
+            med[LO] = L[0];
+        } else {
+            constexpr int MID = LO + (HI - LO + 1) / 2;
+            child<LO, MID, A, B, S, D>(L, srt, med);
+            child<MID, HI, A, B, S, D>(L, srt, med);
+        }
+    }
+
+    // Extend the parent's list (rows [A, B], S values, D dropped; A > B: empty) to the rows
+    // [HI - 1, LO + K - 1] of outputs [LO, HI), prune, and go on with that node.
+    template <int LO, int HI, int A, int B, int S, int D>
+    static __device__ __forceinline__ void child(const T* L, const T (&srt)[RY + K - 1][K],
+                                                 T (&med)[RY]) {
+        constexpr int NA = HI - 1, NB = LO + K - 1;  // the node's rows
+        if constexpr (NA > NB) {  // no row common to all of [LO, HI) (RY > K): split at once
+            node<LO, HI, A, B, S, D>(L, srt, med);
+        } else {
+            constexpr bool HAVE = A <= B;
+            // The rows to add: below [A, B] and above it (one of the two is empty).
+            constexpr int LA = NA, LB = HAVE ? A - 1 : NB, UA = HAVE ? B + 1 : NB + 1, UB = NB;
+            constexpr int NL = LB >= LA ? (LB - LA + 1) * K : 0;
+            constexpr int NU = UB >= UA ? (UB - UA + 1) * K : 0;
+            T lower[NL > 0 ? NL : 1], upper[NU > 0 ? NU : 1], m1[S + NL > 0 ? S + NL : 1],
+                all[S + NL + NU];
+            rows<LA, LB>(srt, lower);
+            rows<UA, UB>(srt, upper);
+            gpuenhance_median_merge<T, S, NL>::run(L, lower, m1);
+            gpuenhance_median_merge<T, S + NL, NU>::run(m1, upper, all);
+            constexpr int S2 = S + NL + NU;
+            constexpr int DROP = keep_from(S2, D);
+            node<LO, HI, NA, NB, S2 - 2 * DROP, D + DROP>(all + DROP, srt, med);
+        }
+    }
+
+    static __device__ __forceinline__ void run(const T (&srt)[RY + K - 1][K], T (&med)[RY]) {
+        T none[1];
+        child<0, RY, 1, 0, 0, 0>(none, srt, med);
+    }
+};
 
 // Byte j of an image row of W pixels of Cb bytes (WCb = W*Cb) under the border rule;
 // row == nullptr: a row outside the image under the constant border (zeros).
@@ -397,35 +535,11 @@ __global__ void gpuenhance_median_small_packed(const typename V::elem* __restric
                 gpuenhance_median_sort<V, K>(srt[r]);
             }
             const int ybase = rt * rows_per_block + (int)threadIdx.y * RY;
+            V meds[RY];
+            gpuenhance_median_tiles<V, K, RY>::run(srt, meds);
 #pragma unroll
             for (int i = 0; i < RY; ++i) {
-                V med;
-                if constexpr (K == 3) {
-                    V lo = srt[i][0], mid[3] = {srt[i][1], srt[i + 1][1], srt[i + 2][1]},
-                      hi = srt[i][2], a = srt[i + 1][0], b = srt[i + 2][0];
-                    gpuenhance_median_cx(a, lo);
-                    gpuenhance_median_cx(b, lo);  // lo: max of the row minima
-                    a = srt[i + 1][2];
-                    b = srt[i + 2][2];
-                    gpuenhance_median_cx(hi, a);
-                    gpuenhance_median_cx(hi, b);  // hi: min of the row maxima
-                    gpuenhance_median_sort<V, 3>(mid);
-                    V last[3] = {lo, mid[1], hi};
-                    gpuenhance_median_sort<V, 3>(last);
-                    med = last[1];
-                } else {
-                    V col[5][5];
-#pragma unroll
-                    for (int c = 0; c < 5; ++c) {
-#pragma unroll
-                        for (int r = 0; r < 5; ++r) col[c][r] = srt[i + r][c];
-                        gpuenhance_median_sort<V, 5>(col[c]);
-                    }
-                    V cand[13] = {col[0][3], col[0][4], col[1][2], col[1][3], col[1][4],
-                                  col[2][1], col[2][2], col[2][3], col[3][0], col[3][1],
-                                  col[3][2], col[4][0], col[4][1]};
-                    med = gpuenhance_median_forgetful<V, 13>(cand);
-                }
+                const V med = meds[i];
                 const int y = ybase + i;
                 if (y >= H || j0 >= WCb) continue;
                 unsigned int out = med.word();

@@ -69,7 +69,7 @@ _GRID_Y = GRID_YZ_MAX
 _HIST_MAX_K = 255
 
 # Smallest ksize that uses the sliding-histogram path, per integer dtype.
-_HIST_FROM = {np.dtype(np.uint8): 7, np.dtype(np.uint16): 9}
+_HIST_FROM = {np.dtype(np.uint8): 9, np.dtype(np.uint16): 9}
 # Counters per thread of the histogram kernel (see kernels/median.cu).
 _HIST_COUNTERS = {np.dtype(np.uint8): 272, np.dtype(np.uint16): 544}
 
@@ -95,8 +95,9 @@ def _small_name(dtype, k: int, fuse: int = FUSE_NONE) -> str:
 # The packed kernel (gpuenhance_median_small_packed): output rows per thread (RY), block rows
 # (BY), bytes per block row, and the largest pixel in bytes per dtype (its halo, R * bytes per
 # pixel rounded up to 16, stays small).
-_PACKED_K = (3, 5)
-_PACKED_RY = {3: 4, 5: 4}
+_PACKED_K = {np.dtype(np.uint8): (3, 5, 7), np.dtype(np.uint16): (3, 5),
+             np.dtype(np.float32): (3, 5)}
+_PACKED_RY = {3: 8, 5: 8, 7: 8}
 _PACKED_BY = 4
 _PACKED_TILE = 256
 _PACKED_MAX_PIXEL = {np.dtype(np.uint8): 16, np.dtype(np.uint16): 32, np.dtype(np.float32): 64}
@@ -116,7 +117,7 @@ def _packed_name(k: int, fuse: int, lanes: str) -> str:
 def _packed_names(lane_index: int = 0) -> list[str]:
     """Every packed instantiation of one lane choice (0: the default, 1: sm_90's uint8)."""
     return [_packed_name(k, f, lanes[lane_index]) for d, lanes in _PACKED_LANES.items()
-            if lane_index < len(lanes) for f in _fusions(d) for k in _PACKED_K]
+            if lane_index < len(lanes) for f in _fusions(d) for k in _PACKED_K[d]]
 
 
 # Hot on sm_90 and newer only (checked there).
@@ -335,7 +336,7 @@ def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
     dtype = np.dtype(dtype)
-    if dtype not in _PACKED_LANES or ksize not in _PACKED_K:
+    if dtype not in _PACKED_LANES or ksize not in _PACKED_K[dtype]:
         return None
     pixel = c * dtype.itemsize
     if pixel > _PACKED_MAX_PIXEL[dtype] or w * pixel > INT32_MAX - 4 * _PACKED_TILE:
