@@ -228,8 +228,12 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // gpuenhance_u8x4 keeps 4 bytes (8-bit lanes, __vminu4/__vmaxu4: about 10 SASS instructions
 // per compare-exchange on sm_75..sm_90, which emulate the SIMD video instructions);
 // gpuenhance_u16x2x2 spreads them over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
-// where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange, plus
-// 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_u16x2 is
+// where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange (the
+// host picks it for sm_90 and newer). Each byte sits in the high half of its 16-bit lane with
+// a neighbouring byte below it: the lane's order follows its high byte (a monotone map, so
+// every order statistic of the lanes carries the order statistic of the bytes), and the
+// layout costs one shift in (the word itself holds bytes 1, 3 high) and one byte permute out,
+// instead of clearing the low halves. gpuenhance_u16x2 is
 // 2 uint16 values in 16-bit lanes (__vminu2/__vmaxu2); gpuenhance_f32x1 is one float32
 // (fminf/fmaxf).
 template <typename E>  // a word of packed unsigned lanes: 4 x uint8 or 2 x uint16
@@ -243,11 +247,11 @@ typedef gpuenhance_lanes<gpuenhance_u8> gpuenhance_u8x4;
 typedef gpuenhance_lanes<gpuenhance_u16> gpuenhance_u16x2;
 struct gpuenhance_u16x2x2 {
     typedef gpuenhance_u8 elem;
-    unsigned int even, odd;
+    unsigned int even, odd;  // bytes 0, 2 (shifted up by 8 bits) and bytes 1, 3, high halves
     static __device__ __forceinline__ gpuenhance_u16x2x2 from_word(unsigned int w) {
-        return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
+        return {w << 8, w};
     }
-    __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
+    __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x7351u); }
 };
 struct gpuenhance_f32x1 {
     typedef float elem;
@@ -505,6 +509,21 @@ __global__ void gpuenhance_median_small_packed(const typename V::elem* __restric
     const int j0 = jb + 4 * (int)threadIdx.x;  // this thread's first output byte
     const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
     const unsigned int* words = reinterpret_cast<const unsigned int*>(tile);
+    // uint8 with a fused table: the table moves to shared memory behind the tile, one 256-byte
+    // plane per channel (table[c * 256 + v] = lut[v * lut_channels + c]), and each of the
+    // thread's 4 bytes reads the plane of its channel (fixed per thread: (j0 + e) % C).
+    constexpr bool SHARED_LUT = FUSE == 1 && ES == 1;
+    gpuenhance_u8* table = tile + th * sw;
+    int plane[4] = {0, 0, 0, 0};
+    if constexpr (SHARED_LUT) {
+        for (int i = tid; i < 256 * lut_channels; i += nthreads)
+            table[i] = (gpuenhance_u8)lut[(i & 255) * lut_channels + (i >> 8)];
+        if (lut_channels > 1) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) plane[e] = (j0 + e) % C * 256;
+        }
+        // Visible to every thread after the first barrier of the loops below.
+    }
     for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
         const gpuenhance_u8* image = src + n * H * (gpuenhance_i64)WCb;
         for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
@@ -543,7 +562,12 @@ __global__ void gpuenhance_median_small_packed(const typename V::elem* __restric
                 const int y = ybase + i;
                 if (y >= H || j0 >= WCb) continue;
                 unsigned int out = med.word();
-                if constexpr (FUSE != 0) {
+                if constexpr (SHARED_LUT) {
+                    out = (unsigned int)table[plane[0] + (out & 255u)] |
+                          (unsigned int)table[plane[1] + ((out >> 8) & 255u)] << 8 |
+                          (unsigned int)table[plane[2] + ((out >> 16) & 255u)] << 16 |
+                          (unsigned int)table[plane[3] + (out >> 24)] << 24;
+                } else if constexpr (FUSE != 0) {
                     int c = (j0 / ES) % C;
                     unsigned int mapped = 0u;
 #pragma unroll

@@ -324,7 +324,7 @@ def median_launch(shape, dtype, ksize: int) -> dict:
     return cfg
 
 
-def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
+def median_packed_launch(shape, dtype, ksize: int, table_channels: int = 0) -> dict | None:
     """Launch configuration of the packed median, or None where it does not apply.
 
     It applies to uint8, uint16 and float32 with ksize 3 and 5, pixels of at most
@@ -332,6 +332,8 @@ def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
     Block (64, BY): each thread owns one 32-bit word (4 uint8, 2 uint16 or 1 float32) of RY
     rows, a block 256 bytes of BY*RY rows; grid (ceil(row bytes / 256), row tiles, images),
     grid.y and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
+    ``table_channels``: uint8 with a fused table (FUSE_LUT) of that many channels, which the
+    kernel copies behind its tile in shared memory (256 bytes per channel).
     """
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
@@ -345,7 +347,8 @@ def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
     pad = -(-(ksize // 2) * pixel // 16) * 16
     grid = (blocks(w * pixel, _PACKED_TILE), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
     return dict(grid=check_grid(grid, "median_filter"), block=(_PACKED_TILE // 4, _PACKED_BY, 1),
-                shared_mem=(rows + ksize - 1) * (_PACKED_TILE + 2 * pad + 16), rows=rows)
+                shared_mem=(rows + ksize - 1) * (_PACKED_TILE + 2 * pad + 16)
+                + (256 * table_channels if dtype == np.uint8 else 0), rows=rows)
 
 
 def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, gain=1.0):
@@ -365,7 +368,7 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
     fuse, point = _point(ctx, x, lut, gamma, gain)
     code = _i32(BORDER_CODES[border])
     dims = (x, out, _i32(n), _i32(h), _i32(w), _i32(c))
-    packed = median_packed_launch(x.shape, dtype, ksize)
+    packed = median_packed_launch(x.shape, dtype, ksize, int(point[1]) if fuse == FUSE_LUT else 0)
     if cfg["path"] == "small" and packed is not None:
         cfg = packed
         kern = _function(ctx, "median.cu", _packed_name(ksize, fuse, _packed_lanes(ctx, dtype)))
