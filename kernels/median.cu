@@ -19,13 +19,15 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
-// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8, uint16 and float32, K in {3, 5}:
-//    the same selections on rows of interleaved values (every channel at once, one 32-bit
-//    word -- 4 packed bytes, 2 packed uint16 or 1 float -- of RY rows per thread, each row's
-//    sort shared by the K windows that contain it); see its section below. The host uses it
-//    in place of gpuenhance_median_small while C <= 16.
+// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8, uint16 and float32, any odd K (the
+//    host instantiates 3 and 5, and 7 for uint8): rows of interleaved values (every channel at
+//    once, one 32-bit word -- 4 packed bytes, 2 packed uint16 or 1 float -- of RY rows per
+//    thread), each row sorted once, the RY windows' medians by merging the sorted rows they
+//    share once and pruning the ranks that cannot be the median; see its section below. The
+//    host uses it in place of gpuenhance_median_small (uint8 7x7: of the histograms) while
+//    C <= 16.
 //
-// 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
+// 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 9 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
 //    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
 //    plus a lookup of bounded cost, instead of the K*K work of a selection. The histograms
@@ -200,13 +202,10 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // uint8, assembled from two aligned words by a funnel shift.
 //
 // Reuse across rows: each input row's K horizontal neighbours are sorted once, and the sorted
-// row serves the K output rows whose window contains it.
-//   3x3: med3(max of the row minima, med3 of the row medians, min of the row maxima).
-//   5x5: with the rows sorted, sorting the columns keeps the rows sorted; element (i, j) of
-//        that matrix has at least (i+1)(j+1) values <= it and (5-i)(5-j) values >= it, so
-//        only the 13 elements with both counts <= 13 can be the median, 6 values lie below
-//        them and 6 above: the median of the 13 (forgetful selection) is the median of the 25.
-//        Column ranks that cannot be candidates are dead code (the compiler drops them).
+// row serves the K output rows whose window contains it; the rows that several of the RY
+// windows share are merged once for all of them (gpuenhance_median_tiles below). Compare-
+// exchanges per output word at RY = 8 (network model, dead code removed): 3x3 9.2, 5x5 37,
+// 7x7 86.5 (at RY = 4: 10, 45, 124).
 //
 // Tile: the block (64, BY) covers TILE = 256 bytes of BY * RY rows of one image. The tile in
 // shared memory has TILE + 2 * pad + 16 bytes per row (pad = R*Cb rounded up to 16: the halo,
@@ -239,6 +238,7 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 template <typename E>  // a word of packed unsigned lanes: 4 x uint8 or 2 x uint16
 struct gpuenhance_lanes {
     typedef E elem;
+    static constexpr int arch = sizeof(E) == 1 ? -1 : 0;  // see gpuenhance_median_packed_built
     unsigned int v;
     static __device__ __forceinline__ gpuenhance_lanes from_word(unsigned int w) { return {w}; }
     __device__ __forceinline__ unsigned int word() const { return v; }
@@ -247,6 +247,7 @@ typedef gpuenhance_lanes<gpuenhance_u8> gpuenhance_u8x4;
 typedef gpuenhance_lanes<gpuenhance_u16> gpuenhance_u16x2;
 struct gpuenhance_u16x2x2 {
     typedef gpuenhance_u8 elem;
+    static constexpr int arch = 1;
     unsigned int even, odd;  // bytes 0, 2 (shifted up by 8 bits) and bytes 1, 3, high halves
     static __device__ __forceinline__ gpuenhance_u16x2x2 from_word(unsigned int w) {
         return {w << 8, w};
@@ -255,6 +256,7 @@ struct gpuenhance_u16x2x2 {
 };
 struct gpuenhance_f32x1 {
     typedef float elem;
+    static constexpr int arch = 0;
     float v;
     static __device__ __forceinline__ gpuenhance_f32x1 from_word(unsigned int w) {
         return {__uint_as_float(w)};
@@ -334,7 +336,9 @@ struct gpuenhance_median_merge {
 
 template <typename T, int K>
 __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
-    if constexpr (K == 3) {
+    if constexpr (K == 2) {
+        gpuenhance_median_cx(v[0], v[1]);
+    } else if constexpr (K == 3) {
         gpuenhance_median_cx(v[0], v[1]);
         gpuenhance_median_cx(v[1], v[2]);
         gpuenhance_median_cx(v[0], v[1]);
@@ -353,7 +357,7 @@ __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
                                     {3, 4}, {1, 2}, {4, 6}, {2, 3}, {4, 5}, {1, 2}, {3, 4}, {5, 6}};
 #pragma unroll
         for (int i = 0; i < 16; ++i) gpuenhance_median_cx(v[net[i][0]], v[net[i][1]]);
-    } else {
+    } else if constexpr (K > 3) {
         constexpr int H = K / 2;
         T a[H], b[K - H];
 #pragma unroll
@@ -481,12 +485,44 @@ __device__ __forceinline__ void gpuenhance_median_row_stage(gpuenhance_u8* out,
     }
 }
 
+// The two uint8 layouts are launched on one side of compute capability 9.0 each (V::arch: 1 =
+// sm_90 and newer only, -1 = below only, 0 = everywhere); compiled for the other side, the kernel
+// is a stub that traps, which keeps NVRTC's time for the whole file (CI: every architecture;
+// users: the first call) to the kernels that can run.
+template <typename V>
+__device__ constexpr bool gpuenhance_median_packed_built() {
+#if defined(__CUDA_ARCH__)
+    return V::arch == 0 || (V::arch > 0) == (__CUDA_ARCH__ >= 900);
+#else
+    return true;  // the emulator runs every layout
+#endif
+}
+
+template <int K, int RY, typename V, int FUSE>
+__device__ __forceinline__ void gpuenhance_median_packed_body(
+    const typename V::elem* __restrict__ src_, typename V::elem* __restrict__ dst_, int N, int H,
+    int W, int C, int border, const typename V::elem* __restrict__ lut, int lut_channels,
+    float gamma, float gain);
+
 template <int K, int RY, typename V, int FUSE>
 __global__ void gpuenhance_median_small_packed(const typename V::elem* __restrict__ src_,
                                                typename V::elem* __restrict__ dst_, int N, int H,
                                                int W, int C, int border,
                                                const typename V::elem* __restrict__ lut,
                                                int lut_channels, float gamma, float gain) {
+    if constexpr (gpuenhance_median_packed_built<V>()) {
+        gpuenhance_median_packed_body<K, RY, V, FUSE>(src_, dst_, N, H, W, C, border, lut,
+                                                      lut_channels, gamma, gain);
+    } else {
+        __trap();
+    }
+}
+
+template <int K, int RY, typename V, int FUSE>
+__device__ __forceinline__ void gpuenhance_median_packed_body(
+    const typename V::elem* __restrict__ src_, typename V::elem* __restrict__ dst_, int N, int H,
+    int W, int C, int border, const typename V::elem* __restrict__ lut, int lut_channels,
+    float gamma, float gain) {
     typedef typename V::elem T;
     constexpr int ES = (int)sizeof(T);
     constexpr int PER_WORD = 4 / ES;  // values per 32-bit word
@@ -547,9 +583,12 @@ __global__ void gpuenhance_median_small_packed(const typename V::elem* __restric
                 for (int d = 0; d < K; ++d) {
                     const int off = pad + 4 * (int)threadIdx.x + (d - R) * Cb;
                     const int q = off >> 2;
+                    // Whole values (float32) and the thread's own word (d = R: pad and 4 * x
+                    // are multiples of 4) are word-aligned.
                     srt[r][d] = V::from_word(
-                        ES == 4 ? trow[q]  // whole values: always word-aligned
-                                : __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
+                        ES == 4 || d == R
+                            ? trow[q]
+                            : __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
                 }
                 gpuenhance_median_sort<V, K>(srt[r]);
             }

@@ -301,17 +301,18 @@ def test_median_packed_clamped_grid_strides(packed, ctx, rng, monkeypatch, grid_
                                   median_oracle(img, 5, "reflect_101"))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype):
+@pytest.mark.parametrize("dtype,ksize", [(np.uint8, 5), (np.uint16, 5), (np.float32, 5),
+                                         (np.uint8, 7)])
+def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype, ksize):
     # C = 16 is the packed kernel's last channel count (pixels of 16, 32, 64 bytes); 17 is not.
-    assert filters.median_packed_launch((1, 6, 7, 16), dtype, 5) is not None
-    assert filters.median_packed_launch((1, 6, 7, 17), dtype, 5) is None
+    assert filters.median_packed_launch((1, 6, 7, 16), dtype, ksize) is not None
+    assert filters.median_packed_launch((1, 6, 7, 17), dtype, ksize) is None
     for c in (16, 17):
         img = _random(rng, (6, 7, c), dtype)
-        np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect"),
-                                      median_oracle(img, 5, "reflect"))
+        np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "reflect"),
+                                      median_oracle(img, ksize, "reflect"))
     assert launched[0].startswith("gpuenhance_median_small_packed<")
-    assert launched[1] == filters._small_name(dtype, 5)
+    assert launched[1] == filters._small_name(dtype, ksize)
 
 
 def test_median_packed_has_no_float64_form():
@@ -332,7 +333,7 @@ def test_median_packed_launch_of_huge_shapes(dtype, shape):
     gx, gy, gz = cfg["grid"]
     assert gx * cfg["block"][0] * 4 >= row_bytes and gx <= 2**31 - 1  # 4 bytes per thread
     assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
-    assert cfg["rows"] == cfg["block"][1] * filters._PACKED_RY[3]
+    assert cfg["rows"] == cfg["block"][1] * filters._packed_ry(3, filters._PACKED_LANES[np.dtype(dtype)][0])
     assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 
