@@ -192,7 +192,7 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. uint8 / uint16 / float32 3x3 / 5x5: rows as bytes, several outputs per thread
+// 1b. uint8 / uint16 / float32 3x3, 5x5 (and uint8 7x7): rows as bytes, several outputs per thread
 // ---------------------------------------------------------------------------------------------
 // A row of an image is W*C interleaved values, W*Cb bytes with Cb = C * sizeof(T); the window
 // of the value at byte j holds the values at bytes j + dx*Cb of the rows y + dy, so every
@@ -218,7 +218,8 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // Launch (gpuenhance._cuda.filters.median_packed_launch): block (64, BY), grid
 // (ceil(W*Cb / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
 // row tiles and images (uniform across the block: every thread reaches every barrier),
-// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while the row's
+// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16), plus 256 * lut_channels for uint8 with a
+// fused table (FUSE = 1: copied behind the tile). The host takes this path while the row's
 // bytes (plus 1 KiB) fit an int and C <= 16 (Cb <= 16, 32, 64 bytes); other shapes use
 // gpuenhance_median_small.
 #define GPUENHANCE_MEDIAN_PACKED_TILE 256

@@ -333,7 +333,8 @@ def test_median_packed_launch_of_huge_shapes(dtype, shape):
     gx, gy, gz = cfg["grid"]
     assert gx * cfg["block"][0] * 4 >= row_bytes and gx <= 2**31 - 1  # 4 bytes per thread
     assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
-    assert cfg["rows"] == cfg["block"][1] * filters._packed_ry(3, filters._PACKED_LANES[np.dtype(dtype)][0])
+    lanes = filters._PACKED_LANES[np.dtype(dtype)][0]
+    assert cfg["rows"] == cfg["block"][1] * filters._packed_ry(3, lanes)
     assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 

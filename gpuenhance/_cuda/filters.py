@@ -18,8 +18,9 @@ ksize 1                     copy
 ksize 3, 5, 7 (any dtype)   ``gpuenhance_median_small`` (register networks); for uint8,
                             uint16 and float32 with C <= 16 (ksize 7: uint8 only) its form
                             on interleaved rows, ``gpuenhance_median_small_packed`` (one
-                            32-bit word of 8 rows per thread, the rows' sorts and merges
-                            shared between windows, :func:`median_packed_launch`)
+                            32-bit word of 8 rows per thread (7x7 in 8-bit lanes: 4),
+                            the rows' sorts and merges shared between windows,
+                            :func:`median_packed_launch`)
 ksize >= 9 uint8/uint16     ``gpuenhance_median_hist`` (sliding histograms)
 ksize >= 9 float            ``gpuenhance_median_select`` (radix selection)
 ==========================  =================================================
