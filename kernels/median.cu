@@ -489,7 +489,9 @@ __device__ __forceinline__ void gpuenhance_median_row_stage(gpuenhance_u8* out,
 // The two uint8 layouts are launched on one side of compute capability 9.0 each (V::arch: 1 =
 // sm_90 and newer only, -1 = below only, 0 = everywhere); compiled for the other side, the kernel
 // is a stub that traps, which keeps NVRTC's time for the whole file (CI: every architecture;
-// users: the first call) to the kernels that can run.
+// users: the first call) to the kernels that can run. The host picks the layout by the device's
+// compute capability, so this assumes the module is compiled for the device's own architecture
+// (CuPy does so with NVRTC >= 11.8; an older NVRTC on an sm_90 GPU would reach the trap).
 template <typename V>
 __device__ constexpr bool gpuenhance_median_packed_built() {
 #if defined(__CUDA_ARCH__)
