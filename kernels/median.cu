@@ -19,13 +19,15 @@
 //      values; their minimum and maximum cannot be the median, so both are dropped, the next
 //      value joins, and this repeats until one value is left. At most m+2 values are live.
 //
-// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8, uint16 and float32, K in {3, 5}:
-//    the same selections on rows of interleaved values (every channel at once, one 32-bit
-//    word -- 4 packed bytes, 2 packed uint16 or 1 float -- of RY rows per thread, each row's
-//    sort shared by the K windows that contain it); see its section below. The host uses it
-//    in place of gpuenhance_median_small while C <= 16.
+// 1b. gpuenhance_median_small_packed<K, RY, V, FUSE>, uint8, uint16 and float32, any odd K (the
+//    host instantiates 3 and 5, and 7 for uint8): rows of interleaved values (every channel at
+//    once, one 32-bit word -- 4 packed bytes, 2 packed uint16 or 1 float -- of RY rows per
+//    thread), each row sorted once, the RY windows' medians by merging the sorted rows they
+//    share once and pruning the ranks that cannot be the median; see its section below. The
+//    host uses it in place of gpuenhance_median_small (uint8 7x7: of the histograms) while
+//    C <= 16.
 //
-// 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 7 for
+// 2. gpuenhance_median_hist<T, FUSE>, uint8 and uint16, odd K <= 255 (used from K = 9 for
 //    uint8, K = 9 for uint16). Each thread owns one output column of a strip of rows and keeps the
 //    histogram of its window, sliding it down one row at a time: 2K updates per output pixel
 //    plus a lookup of bounded cost, instead of the K*K work of a selection. The histograms
@@ -190,7 +192,7 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. uint8 / uint16 / float32 3x3 / 5x5: rows as bytes, several outputs per thread
+// 1b. uint8 / uint16 / float32 3x3, 5x5 (and uint8 7x7): rows as bytes, several outputs per thread
 // ---------------------------------------------------------------------------------------------
 // A row of an image is W*C interleaved values, W*Cb bytes with Cb = C * sizeof(T); the window
 // of the value at byte j holds the values at bytes j + dx*Cb of the rows y + dy, so every
@@ -200,13 +202,10 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // uint8, assembled from two aligned words by a funnel shift.
 //
 // Reuse across rows: each input row's K horizontal neighbours are sorted once, and the sorted
-// row serves the K output rows whose window contains it.
-//   3x3: med3(max of the row minima, med3 of the row medians, min of the row maxima).
-//   5x5: with the rows sorted, sorting the columns keeps the rows sorted; element (i, j) of
-//        that matrix has at least (i+1)(j+1) values <= it and (5-i)(5-j) values >= it, so
-//        only the 13 elements with both counts <= 13 can be the median, 6 values lie below
-//        them and 6 above: the median of the 13 (forgetful selection) is the median of the 25.
-//        Column ranks that cannot be candidates are dead code (the compiler drops them).
+// row serves the K output rows whose window contains it; the rows that several of the RY
+// windows share are merged once for all of them (gpuenhance_median_tiles below). Compare-
+// exchanges per output word at RY = 8 (network model, dead code removed): 3x3 9.2, 5x5 37,
+// 7x7 86.5 (at RY = 4: 10, 45, 124).
 //
 // Tile: the block (64, BY) covers TILE = 256 bytes of BY * RY rows of one image. The tile in
 // shared memory has TILE + 2 * pad + 16 bytes per row (pad = R*Cb rounded up to 16: the halo,
@@ -219,7 +218,8 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // Launch (gpuenhance._cuda.filters.median_packed_launch): block (64, BY), grid
 // (ceil(W*Cb / 256), min(ceil(H / (BY*RY)), 65535), min(N, 65535)) with grid-stride loops over
 // row tiles and images (uniform across the block: every thread reaches every barrier),
-// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16). The host takes this path while the row's
+// shared_mem = (BY*RY + K - 1) * (256 + 2*pad + 16), plus 256 * lut_channels for uint8 with a
+// fused table (FUSE = 1: copied behind the tile). The host takes this path while the row's
 // bytes (plus 1 KiB) fit an int and C <= 16 (Cb <= 16, 32, 64 bytes); other shapes use
 // gpuenhance_median_small.
 #define GPUENHANCE_MEDIAN_PACKED_TILE 256
@@ -228,13 +228,18 @@ __global__ void gpuenhance_median_small(const T* __restrict__ src, T* __restrict
 // gpuenhance_u8x4 keeps 4 bytes (8-bit lanes, __vminu4/__vmaxu4: about 10 SASS instructions
 // per compare-exchange on sm_75..sm_90, which emulate the SIMD video instructions);
 // gpuenhance_u16x2x2 spreads them over two words of 16-bit lanes (bytes 0, 2 and bytes 1, 3),
-// where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange, plus
-// 2 byte permutes in and 1 out (the host picks it for sm_90 and newer); gpuenhance_u16x2 is
+// where __vminu2/__vmaxu2 are one VIMNMX.U16 each on sm_90: 4 instructions per exchange (the
+// host picks it for sm_90 and newer). Each byte sits in the high half of its 16-bit lane with
+// a neighbouring byte below it: the lane's order follows its high byte (a monotone map, so
+// every order statistic of the lanes carries the order statistic of the bytes), and the
+// layout costs one shift in (the word itself holds bytes 1, 3 high) and one byte permute out,
+// instead of clearing the low halves. gpuenhance_u16x2 is
 // 2 uint16 values in 16-bit lanes (__vminu2/__vmaxu2); gpuenhance_f32x1 is one float32
 // (fminf/fmaxf).
 template <typename E>  // a word of packed unsigned lanes: 4 x uint8 or 2 x uint16
 struct gpuenhance_lanes {
     typedef E elem;
+    static constexpr int arch = sizeof(E) == 1 ? -1 : 0;  // see gpuenhance_median_packed_built
     unsigned int v;
     static __device__ __forceinline__ gpuenhance_lanes from_word(unsigned int w) { return {w}; }
     __device__ __forceinline__ unsigned int word() const { return v; }
@@ -243,14 +248,16 @@ typedef gpuenhance_lanes<gpuenhance_u8> gpuenhance_u8x4;
 typedef gpuenhance_lanes<gpuenhance_u16> gpuenhance_u16x2;
 struct gpuenhance_u16x2x2 {
     typedef gpuenhance_u8 elem;
-    unsigned int even, odd;
+    static constexpr int arch = 1;
+    unsigned int even, odd;  // bytes 0, 2 (shifted up by 8 bits) and bytes 1, 3, high halves
     static __device__ __forceinline__ gpuenhance_u16x2x2 from_word(unsigned int w) {
-        return {__byte_perm(w, 0u, 0x4240u), __byte_perm(w, 0u, 0x4341u)};
+        return {w << 8, w};
     }
-    __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x6240u); }
+    __device__ __forceinline__ unsigned int word() const { return __byte_perm(even, odd, 0x7351u); }
 };
 struct gpuenhance_f32x1 {
     typedef float elem;
+    static constexpr int arch = 0;
     float v;
     static __device__ __forceinline__ gpuenhance_f32x1 from_word(unsigned int w) {
         return {__uint_as_float(w)};
@@ -280,15 +287,63 @@ __device__ __forceinline__ void gpuenhance_median_cx<gpuenhance_f32x1>(gpuenhanc
     gpuenhance_median_cx(a.v, b.v);
 }
 
-// Sort v[0..K) ascending, K in {3, 5} (optimal networks: 3 and 9 compare-exchanges).
+// Sort v[0..K) ascending: optimal networks for K = 3, 5, 7 (3, 9 and 16 compare-exchanges),
+// Batcher's odd-even merge sort otherwise (K = 9: 26).
+template <typename T, int K>
+__device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]);
+
+// Batcher's odd-even merge of the sorted a[0..NA) and b[0..NB) into c[0..NA+NB), any sizes:
+// merge the even- and the odd-indexed halves, then one compare-exchange per output pair. Outputs
+// nobody reads are dead code, so a merge whose caller keeps a few ranks costs only their cone.
+template <typename T, int NA, int NB>
+struct gpuenhance_median_merge {
+    static __device__ __forceinline__ void run(const T* a, const T* b, T* c) {
+        if constexpr (NA == 0 || NB == 0) {
+#pragma unroll
+            for (int i = 0; i < NA; ++i) c[i] = a[i];
+#pragma unroll
+            for (int i = 0; i < NB; ++i) c[NA + i] = b[i];
+        } else if constexpr (NA == 1 && NB == 1) {
+            c[0] = a[0];
+            c[1] = b[0];
+            gpuenhance_median_cx(c[0], c[1]);
+        } else {
+            constexpr int AE = (NA + 1) / 2, AO = NA / 2, BE = (NB + 1) / 2, BO = NB / 2;
+            constexpr int NV = AE + BE, NW = AO + BO;
+            T ae[AE], be[BE], ao[AO > 0 ? AO : 1], bo[BO > 0 ? BO : 1], v[NV], w[NW > 0 ? NW : 1];
+#pragma unroll
+            for (int i = 0; i < NA; ++i) (i % 2 == 0 ? ae[i / 2] : ao[i / 2]) = a[i];
+#pragma unroll
+            for (int i = 0; i < NB; ++i) (i % 2 == 0 ? be[i / 2] : bo[i / 2]) = b[i];
+            gpuenhance_median_merge<T, AE, BE>::run(ae, be, v);
+            gpuenhance_median_merge<T, AO, BO>::run(ao, bo, w);
+            // v and w differ by at most 2 in length (0-1 principle); pair w[i] with v[i + 1].
+            constexpr int P = NW < NV - 1 ? NW : NV - 1;
+            c[0] = v[0];
+#pragma unroll
+            for (int i = 0; i < P; ++i) {
+                T lo = w[i], hi = v[i + 1];
+                gpuenhance_median_cx(lo, hi);
+                c[1 + 2 * i] = lo;
+                c[2 + 2 * i] = hi;
+            }
+#pragma unroll
+            for (int i = P; i < NW; ++i) c[1 + P + i] = w[i];
+#pragma unroll
+            for (int i = P + 1; i < NV; ++i) c[P + i] = v[i];
+        }
+    }
+};
+
 template <typename T, int K>
 __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
-    if constexpr (K == 3) {
+    if constexpr (K == 2) {
+        gpuenhance_median_cx(v[0], v[1]);
+    } else if constexpr (K == 3) {
         gpuenhance_median_cx(v[0], v[1]);
         gpuenhance_median_cx(v[1], v[2]);
         gpuenhance_median_cx(v[0], v[1]);
-    } else {
-        static_assert(K == 5, "3 or 5 values");
+    } else if constexpr (K == 5) {
         gpuenhance_median_cx(v[0], v[1]);
         gpuenhance_median_cx(v[3], v[4]);
         gpuenhance_median_cx(v[2], v[4]);
@@ -298,8 +353,100 @@ __device__ __forceinline__ void gpuenhance_median_sort(T (&v)[K]) {
         gpuenhance_median_cx(v[1], v[4]);
         gpuenhance_median_cx(v[1], v[3]);
         gpuenhance_median_cx(v[1], v[2]);
+    } else if constexpr (K == 7) {
+        constexpr int net[16][2] = {{0, 6}, {2, 3}, {4, 5}, {0, 2}, {1, 4}, {3, 6}, {0, 1}, {2, 5},
+                                    {3, 4}, {1, 2}, {4, 6}, {2, 3}, {4, 5}, {1, 2}, {3, 4}, {5, 6}};
+#pragma unroll
+        for (int i = 0; i < 16; ++i) gpuenhance_median_cx(v[net[i][0]], v[net[i][1]]);
+    } else if constexpr (K > 3) {
+        constexpr int H = K / 2;
+        T a[H], b[K - H];
+#pragma unroll
+        for (int i = 0; i < H; ++i) a[i] = v[i];
+#pragma unroll
+        for (int i = H; i < K; ++i) b[i - H] = v[i];
+        gpuenhance_median_sort<T, H>(a);
+        gpuenhance_median_sort<T, K - H>(b);
+        gpuenhance_median_merge<T, H, K - H>::run(a, b, v);
     }
 }
+
+// Medians of the RY vertically adjacent K x K windows of one thread, from its RY + K - 1 sorted
+// rows (hierarchical tiling, arXiv 2507.19926, along the columns): the windows of outputs
+// [LO, HI) share the rows [HI - 1, LO + K - 1]; that node merges them once (Batcher merges of the
+// sorted rows), then splits into two halves, each merging its extra rows into a copy of the
+// node's list. Pruning keeps every list short: a list of S values of a window whose median has
+// rank m (0-based) of t = 2m + 1 can only hold the median at its ranks [S - m - 1, m], and
+// dropping the same number of values below and above keeps the median of what is left, so the
+// list keeps those ranks and the window's t and m shrink by the count dropped on each side (D).
+// A leaf's list is its window (less 2D values) reduced to the one value, its median.
+template <typename T, int K, int RY>
+struct gpuenhance_median_tiles {
+    static __device__ constexpr int keep_from(int S, int D) {  // ranks that cannot be the median
+        return S - (K * K - 2 * D - 1) / 2 - 1 > 0 ? S - (K * K - 2 * D - 1) / 2 - 1 : 0;
+    }
+
+    // Merge the sorted rows [R0, R1] (empty when R1 < R0) into out[0 .. (R1 - R0 + 1) * K).
+    template <int R0, int R1>
+    static __device__ __forceinline__ void rows(const T (&srt)[RY + K - 1][K], T* out) {
+        if constexpr (R1 == R0) {
+#pragma unroll
+            for (int i = 0; i < K; ++i) out[i] = srt[R0][i];
+        } else if constexpr (R1 > R0) {
+            constexpr int MID = (R0 + R1) / 2;
+            T a[(MID - R0 + 1) * K], b[(R1 - MID) * K];
+            rows<R0, MID>(srt, a);
+            rows<MID + 1, R1>(srt, b);
+            gpuenhance_median_merge<T, (MID - R0 + 1) * K, (R1 - MID) * K>::run(a, b, out);
+        }
+    }
+
+    // The node of outputs [LO, HI); L holds the S values kept of its rows [A, B] (D dropped on
+    // each side). Writes med[LO .. HI).
+    template <int LO, int HI, int A, int B, int S, int D>
+    static __device__ __forceinline__ void node(const T* L, const T (&srt)[RY + K - 1][K],
+                                                T (&med)[RY]) {
+        if constexpr (HI - LO == 1) {
+            static_assert(S == 1, "a leaf's list is its median");
+            med[LO] = L[0];
+        } else {
+            constexpr int MID = LO + (HI - LO + 1) / 2;
+            child<LO, MID, A, B, S, D>(L, srt, med);
+            child<MID, HI, A, B, S, D>(L, srt, med);
+        }
+    }
+
+    // Extend the parent's list (rows [A, B], S values, D dropped; A > B: empty) to the rows
+    // [HI - 1, LO + K - 1] of outputs [LO, HI), prune, and go on with that node.
+    template <int LO, int HI, int A, int B, int S, int D>
+    static __device__ __forceinline__ void child(const T* L, const T (&srt)[RY + K - 1][K],
+                                                 T (&med)[RY]) {
+        constexpr int NA = HI - 1, NB = LO + K - 1;  // the node's rows
+        if constexpr (NA > NB) {  // no row common to all of [LO, HI) (RY > K): split at once
+            node<LO, HI, A, B, S, D>(L, srt, med);
+        } else {
+            constexpr bool HAVE = A <= B;
+            // The rows to add: below [A, B] and above it (one of the two is empty).
+            constexpr int LA = NA, LB = HAVE ? A - 1 : NB, UA = HAVE ? B + 1 : NB + 1, UB = NB;
+            constexpr int NL = LB >= LA ? (LB - LA + 1) * K : 0;
+            constexpr int NU = UB >= UA ? (UB - UA + 1) * K : 0;
+            T lower[NL > 0 ? NL : 1], upper[NU > 0 ? NU : 1], m1[S + NL > 0 ? S + NL : 1],
+                all[S + NL + NU];
+            rows<LA, LB>(srt, lower);
+            rows<UA, UB>(srt, upper);
+            gpuenhance_median_merge<T, S, NL>::run(L, lower, m1);
+            gpuenhance_median_merge<T, S + NL, NU>::run(m1, upper, all);
+            constexpr int S2 = S + NL + NU;
+            constexpr int DROP = keep_from(S2, D);
+            node<LO, HI, NA, NB, S2 - 2 * DROP, D + DROP>(all + DROP, srt, med);
+        }
+    }
+
+    static __device__ __forceinline__ void run(const T (&srt)[RY + K - 1][K], T (&med)[RY]) {
+        T none[1];
+        child<0, RY, 1, 0, 0, 0>(none, srt, med);
+    }
+};
 
 // Byte j of an image row of W pixels of Cb bytes (WCb = W*Cb) under the border rule;
 // row == nullptr: a row outside the image under the constant border (zeros).
@@ -339,12 +486,46 @@ __device__ __forceinline__ void gpuenhance_median_row_stage(gpuenhance_u8* out,
     }
 }
 
+// The two uint8 layouts are launched on one side of compute capability 9.0 each (V::arch: 1 =
+// sm_90 and newer only, -1 = below only, 0 = everywhere); compiled for the other side, the kernel
+// is a stub that traps, which keeps NVRTC's time for the whole file (CI: every architecture;
+// users: the first call) to the kernels that can run. The host picks the layout by the device's
+// compute capability, so this assumes the module is compiled for the device's own architecture
+// (CuPy does so with NVRTC >= 11.8; an older NVRTC on an sm_90 GPU would reach the trap).
+template <typename V>
+__device__ constexpr bool gpuenhance_median_packed_built() {
+#if defined(__CUDA_ARCH__)
+    return V::arch == 0 || (V::arch > 0) == (__CUDA_ARCH__ >= 900);
+#else
+    return true;  // the emulator runs every layout
+#endif
+}
+
+template <int K, int RY, typename V, int FUSE>
+__device__ __forceinline__ void gpuenhance_median_packed_body(
+    const typename V::elem* __restrict__ src_, typename V::elem* __restrict__ dst_, int N, int H,
+    int W, int C, int border, const typename V::elem* __restrict__ lut, int lut_channels,
+    float gamma, float gain);
+
 template <int K, int RY, typename V, int FUSE>
 __global__ void gpuenhance_median_small_packed(const typename V::elem* __restrict__ src_,
                                                typename V::elem* __restrict__ dst_, int N, int H,
                                                int W, int C, int border,
                                                const typename V::elem* __restrict__ lut,
                                                int lut_channels, float gamma, float gain) {
+    if constexpr (gpuenhance_median_packed_built<V>()) {
+        gpuenhance_median_packed_body<K, RY, V, FUSE>(src_, dst_, N, H, W, C, border, lut,
+                                                      lut_channels, gamma, gain);
+    } else {
+        __trap();
+    }
+}
+
+template <int K, int RY, typename V, int FUSE>
+__device__ __forceinline__ void gpuenhance_median_packed_body(
+    const typename V::elem* __restrict__ src_, typename V::elem* __restrict__ dst_, int N, int H,
+    int W, int C, int border, const typename V::elem* __restrict__ lut, int lut_channels,
+    float gamma, float gain) {
     typedef typename V::elem T;
     constexpr int ES = (int)sizeof(T);
     constexpr int PER_WORD = 4 / ES;  // values per 32-bit word
@@ -367,6 +548,21 @@ __global__ void gpuenhance_median_small_packed(const typename V::elem* __restric
     const int j0 = jb + 4 * (int)threadIdx.x;  // this thread's first output byte
     const int row_tiles = (H + rows_per_block - 1) / rows_per_block;
     const unsigned int* words = reinterpret_cast<const unsigned int*>(tile);
+    // uint8 with a fused table: the table moves to shared memory behind the tile, one 256-byte
+    // plane per channel (table[c * 256 + v] = lut[v * lut_channels + c]), and each of the
+    // thread's 4 bytes reads the plane of its channel (fixed per thread: (j0 + e) % C).
+    constexpr bool SHARED_LUT = FUSE == 1 && ES == 1;
+    gpuenhance_u8* table = tile + th * sw;
+    int plane[4] = {0, 0, 0, 0};
+    if constexpr (SHARED_LUT) {
+        for (int i = tid; i < 256 * lut_channels; i += nthreads)
+            table[i] = (gpuenhance_u8)lut[(i & 255) * lut_channels + (i >> 8)];
+        if (lut_channels > 1) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) plane[e] = (j0 + e) % C * 256;
+        }
+        // Visible to every thread after the first barrier of the loops below.
+    }
     for (gpuenhance_i64 n = blockIdx.z; n < N; n += gridDim.z) {
         const gpuenhance_u8* image = src + n * H * (gpuenhance_i64)WCb;
         for (int rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
@@ -390,46 +586,30 @@ __global__ void gpuenhance_median_small_packed(const typename V::elem* __restric
                 for (int d = 0; d < K; ++d) {
                     const int off = pad + 4 * (int)threadIdx.x + (d - R) * Cb;
                     const int q = off >> 2;
+                    // Whole values (float32) and the thread's own word (d = R: pad and 4 * x
+                    // are multiples of 4) are word-aligned.
                     srt[r][d] = V::from_word(
-                        ES == 4 ? trow[q]  // whole values: always word-aligned
-                                : __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
+                        ES == 4 || d == R
+                            ? trow[q]
+                            : __funnelshift_r(trow[q], trow[q + 1], 8u * (unsigned)(off & 3)));
                 }
                 gpuenhance_median_sort<V, K>(srt[r]);
             }
             const int ybase = rt * rows_per_block + (int)threadIdx.y * RY;
+            V meds[RY];
+            gpuenhance_median_tiles<V, K, RY>::run(srt, meds);
 #pragma unroll
             for (int i = 0; i < RY; ++i) {
-                V med;
-                if constexpr (K == 3) {
-                    V lo = srt[i][0], mid[3] = {srt[i][1], srt[i + 1][1], srt[i + 2][1]},
-                      hi = srt[i][2], a = srt[i + 1][0], b = srt[i + 2][0];
-                    gpuenhance_median_cx(a, lo);
-                    gpuenhance_median_cx(b, lo);  // lo: max of the row minima
-                    a = srt[i + 1][2];
-                    b = srt[i + 2][2];
-                    gpuenhance_median_cx(hi, a);
-                    gpuenhance_median_cx(hi, b);  // hi: min of the row maxima
-                    gpuenhance_median_sort<V, 3>(mid);
-                    V last[3] = {lo, mid[1], hi};
-                    gpuenhance_median_sort<V, 3>(last);
-                    med = last[1];
-                } else {
-                    V col[5][5];
-#pragma unroll
-                    for (int c = 0; c < 5; ++c) {
-#pragma unroll
-                        for (int r = 0; r < 5; ++r) col[c][r] = srt[i + r][c];
-                        gpuenhance_median_sort<V, 5>(col[c]);
-                    }
-                    V cand[13] = {col[0][3], col[0][4], col[1][2], col[1][3], col[1][4],
-                                  col[2][1], col[2][2], col[2][3], col[3][0], col[3][1],
-                                  col[3][2], col[4][0], col[4][1]};
-                    med = gpuenhance_median_forgetful<V, 13>(cand);
-                }
+                const V med = meds[i];
                 const int y = ybase + i;
                 if (y >= H || j0 >= WCb) continue;
                 unsigned int out = med.word();
-                if constexpr (FUSE != 0) {
+                if constexpr (SHARED_LUT) {
+                    out = (unsigned int)table[plane[0] + (out & 255u)] |
+                          (unsigned int)table[plane[1] + ((out >> 8) & 255u)] << 8 |
+                          (unsigned int)table[plane[2] + ((out >> 16) & 255u)] << 16 |
+                          (unsigned int)table[plane[3] + (out >> 24)] << 24;
+                } else if constexpr (FUSE != 0) {
                     int c = (j0 / ES) % C;
                     unsigned int mapped = 0u;
 #pragma unroll

@@ -85,7 +85,7 @@ def assert_gauss_close(got, want, dtype):
 @pytest.mark.parametrize(
     "dtype,ksize,path",
     [
-        (np.uint8, 3, "small"), (np.uint8, 5, "small"), (np.uint8, 7, "hist"),
+        (np.uint8, 3, "small"), (np.uint8, 5, "small"), (np.uint8, 7, "small"),
         (np.uint8, 9, "hist"),
         (np.uint16, 3, "small"), (np.uint16, 5, "small"), (np.uint16, 7, "small"),
         (np.uint16, 9, "hist"),
@@ -240,28 +240,39 @@ def packed(request, monkeypatch, launched):
     return np.dtype(dtype), lanes, launched
 
 
+def _packed_or_generic(dtype, ksize, lanes, fuse=0):
+    """The kernel the host launches: packed where it has the window (7x7: uint8 only)."""
+    if ksize in filters._PACKED_K[dtype]:
+        return filters._packed_name(ksize, fuse, lanes)
+    return filters._small_name(dtype, ksize, fuse)
+
+
+# Widths: odd, not a multiple of 4 or 16 bytes; 18 rows and more: several row tiles of 8 rows
+# per thread; 1 x 5: every window reaches past the image on every side.
 @pytest.mark.parametrize("shape", [(2, 37, 101, 3), (1, 18, 150, 1), (3, 9, 23, 4), (1, 1, 5, 3)])
-@pytest.mark.parametrize("ksize", [3, 5])
+@pytest.mark.parametrize("ksize", [3, 5, 7])
 @pytest.mark.parametrize("border", BORDERS)
 def test_median_packed_equals_oracle(packed, ctx, rng, shape, ksize, border):
     dtype, lanes, names = packed
     img = _random(rng, shape, dtype)
     got = filters.median_filter(ctx, img, ksize, border)
     np.testing.assert_array_equal(got, median_oracle(img, ksize, border))
-    assert names == [filters._packed_name(ksize, 0, lanes)]
+    assert names == [_packed_or_generic(dtype, ksize, lanes)]
 
 
 @pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4)])
-@pytest.mark.parametrize("ksize", [3, 5])
+@pytest.mark.parametrize("ksize", [3, 5, 7])
 def test_median_packed_equals_cv2_medianblur(packed, ctx, rng, shape, ksize):
     dtype, lanes, names = packed
     img = _random(rng, shape, dtype)
-    np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "replicate"),
-                                  cv2.medianBlur(img, ksize))
-    assert names == [filters._packed_name(ksize, 0, lanes)]
+    # OpenCV filters windows above 5 for uint8 only
+    want = (cv2.medianBlur(img, ksize) if dtype == np.uint8 or ksize <= 5
+            else median_oracle(img, ksize, "replicate"))
+    np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "replicate"), want)
+    assert names == [_packed_or_generic(dtype, ksize, lanes)]
 
 
-@pytest.mark.parametrize("ksize", [3, 5])
+@pytest.mark.parametrize("ksize", [3, 5, 7])
 def test_median_packed_fused(packed, ctx, rng, ksize):
     dtype, lanes, names = packed
     img = _random(rng, (2, 11, 45, 3), dtype)  # uint8: 135-byte rows, words straddle pixels
@@ -276,7 +287,7 @@ def test_median_packed_fused(packed, ctx, rng, ksize):
         got = filters.median_filter(ctx, img, ksize, "reflect", gamma=0.6, gain=1.1)
         want = np.float32(1.1) * np.power(np.clip(med, 0, 1), np.float32(0.6))  # [0, 1] domain
         np.testing.assert_allclose(got, want, **tol("gamma_correct", np.float32))
-    assert names == [filters._packed_name(ksize, 1 if dtype.kind == "u" else 2, lanes)]
+    assert names == [_packed_or_generic(dtype, ksize, lanes, 1 if dtype.kind == "u" else 2)]
 
 
 @pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])
@@ -290,17 +301,18 @@ def test_median_packed_clamped_grid_strides(packed, ctx, rng, monkeypatch, grid_
                                   median_oracle(img, 5, "reflect_101"))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype):
+@pytest.mark.parametrize("dtype,ksize", [(np.uint8, 5), (np.uint16, 5), (np.float32, 5),
+                                         (np.uint8, 7)])
+def test_median_many_channels_use_the_generic_kernel(ctx, rng, launched, dtype, ksize):
     # C = 16 is the packed kernel's last channel count (pixels of 16, 32, 64 bytes); 17 is not.
-    assert filters.median_packed_launch((1, 6, 7, 16), dtype, 5) is not None
-    assert filters.median_packed_launch((1, 6, 7, 17), dtype, 5) is None
+    assert filters.median_packed_launch((1, 6, 7, 16), dtype, ksize) is not None
+    assert filters.median_packed_launch((1, 6, 7, 17), dtype, ksize) is None
     for c in (16, 17):
         img = _random(rng, (6, 7, c), dtype)
-        np.testing.assert_array_equal(filters.median_filter(ctx, img, 5, "reflect"),
-                                      median_oracle(img, 5, "reflect"))
+        np.testing.assert_array_equal(filters.median_filter(ctx, img, ksize, "reflect"),
+                                      median_oracle(img, ksize, "reflect"))
     assert launched[0].startswith("gpuenhance_median_small_packed<")
-    assert launched[1] == filters._small_name(dtype, 5)
+    assert launched[1] == filters._small_name(dtype, ksize)
 
 
 def test_median_packed_has_no_float64_form():
@@ -321,7 +333,8 @@ def test_median_packed_launch_of_huge_shapes(dtype, shape):
     gx, gy, gz = cfg["grid"]
     assert gx * cfg["block"][0] * 4 >= row_bytes and gx <= 2**31 - 1  # 4 bytes per thread
     assert gy == min(-(-h // cfg["rows"]), 65535) and gz == min(n, 65535)
-    assert cfg["rows"] == cfg["block"][1] * filters._PACKED_RY[3]
+    lanes = filters._PACKED_LANES[np.dtype(dtype)][0]
+    assert cfg["rows"] == cfg["block"][1] * filters._packed_ry(3, lanes)
     assert cfg["shared_mem"] <= filters._SMEM_LIMIT
 
 

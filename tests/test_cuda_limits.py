@@ -174,7 +174,7 @@ def test_gaussian_refuses_kernel_size_before_building_taps(ctx, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Clamped grids: the kernels' grid-stride loops cover every row tile and plane
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype,ksize,path", [(np.uint8, 3, "small"), (np.uint8, 7, "hist"),
+@pytest.mark.parametrize("dtype,ksize,path", [(np.uint8, 3, "small"), (np.uint8, 9, "hist"),
                                               (np.uint16, 9, "hist"), (np.float32, 5, "small"),
                                               (np.float32, 9, "select")])
 @pytest.mark.parametrize("grid_y,grid_z", [(1, 1), (2, 2)])

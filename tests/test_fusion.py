@@ -93,7 +93,7 @@ def assert_bits_equal(got, want):
 
 # (dtype, ksize, path, histogram threshold override) for every median kernel path
 MEDIAN_CASES = [
-    (np.uint8, 3, "small"), (np.uint8, 5, "small"), (np.uint8, 7, "hist"), (np.uint8, 9, "hist"),
+    (np.uint8, 3, "small"), (np.uint8, 5, "small"), (np.uint8, 7, "small"), (np.uint8, 9, "hist"),
     (np.uint16, 3, "small"), (np.uint16, 5, "small"), (np.uint16, 7, "small"),
     (np.uint16, 9, "hist"),
     (np.float32, 3, "small"), (np.float32, 5, "small"), (np.float32, 7, "small"),

@@ -15,13 +15,13 @@ Median path choice (exact on every path):
 
 ==========================  =================================================
 ksize 1                     copy
-ksize 3, 5 (any dtype)      ``gpuenhance_median_small`` (register networks); for uint8,
-                            uint16 and float32 with C <= 16 its form on interleaved rows,
-                            ``gpuenhance_median_small_packed`` (one 32-bit word of 4 rows
-                            per thread, :func:`median_packed_launch`)
-ksize 7, float/uint16       ``gpuenhance_median_small`` (forgetful selection)
-ksize >= 7 uint8,
-ksize >= 9 uint16           ``gpuenhance_median_hist`` (sliding histograms)
+ksize 3, 5, 7 (any dtype)   ``gpuenhance_median_small`` (register networks); for uint8,
+                            uint16 and float32 with C <= 16 (ksize 7: uint8 only) its form
+                            on interleaved rows, ``gpuenhance_median_small_packed`` (one
+                            32-bit word of 8 rows per thread (7x7 in 8-bit lanes: 4),
+                            the rows' sorts and merges shared between windows,
+                            :func:`median_packed_launch`)
+ksize >= 9 uint8/uint16     ``gpuenhance_median_hist`` (sliding histograms)
 ksize >= 9 float            ``gpuenhance_median_select`` (radix selection)
 ==========================  =================================================
 
@@ -73,8 +73,9 @@ _GRID_Y = GRID_YZ_MAX
 # Largest median window the histogram kernel's 16-bit counters hold (K*K < 65536).
 _HIST_MAX_K = 255
 
-# Smallest ksize that uses the sliding-histogram path, per integer dtype.
-_HIST_FROM = {np.dtype(np.uint8): 7, np.dtype(np.uint16): 9}
+# Smallest ksize that uses the sliding-histogram path, per integer dtype (uint8 7x7 runs the
+# packed kernel where it applies, else gpuenhance_median_small).
+_HIST_FROM = {np.dtype(np.uint8): 9, np.dtype(np.uint16): 9}
 # Counters per thread of the histogram kernel (see kernels/median.cu).
 _HIST_COUNTERS = {np.dtype(np.uint8): 272, np.dtype(np.uint16): 544}
 
@@ -97,11 +98,16 @@ def _small_name(dtype, k: int, fuse: int = FUSE_NONE) -> str:
     return f"gpuenhance_median_small<{ctype(dtype)}, {k}, {fuse}>"
 
 
-# The packed kernel (gpuenhance_median_small_packed): output rows per thread (RY), block rows
-# (BY), bytes per block row, and the largest pixel in bytes per dtype (its halo, R * bytes per
-# pixel rounded up to 16, stays small).
-_PACKED_K = (3, 5)
-_PACKED_RY = {3: 4, 5: 4}
+# The packed kernel (gpuenhance_median_small_packed): windows per dtype (7x7 for uint8, where it
+# replaces the histograms; bench/PERF.md), output rows per thread (RY: 8 executes the fewest
+# instructions per output without spills on sm_75..sm_90), block rows (BY), bytes per block
+# row, and the largest pixel in bytes per dtype (its halo, R * bytes per pixel rounded up to
+# 16, stays small).
+_PACKED_K = {np.dtype(np.uint8): (3, 5, 7), np.dtype(np.uint16): (3, 5),
+             np.dtype(np.float32): (3, 5)}
+_PACKED_RY = {3: 8, 5: 8, 7: 8}
+# 7x7 in 8-bit lanes (sm_75/sm_80) at 4 rows: 153 registers instead of 244, and 5x less NVRTC time.
+_PACKED_RY_U8X4 = {7: 4}
 _PACKED_BY = 4
 _PACKED_TILE = 256
 _PACKED_MAX_PIXEL = {np.dtype(np.uint8): 16, np.dtype(np.uint16): 32, np.dtype(np.float32): 64}
@@ -114,14 +120,19 @@ _PACKED_LANES = {np.dtype(np.uint8): ("gpuenhance_u8x4", "gpuenhance_u16x2x2"),
                  np.dtype(np.float32): ("gpuenhance_f32x1",)}
 
 
+def _packed_ry(k: int, lanes: str) -> int:
+    """Output rows per thread of the packed kernel for window *k* in layout *lanes*."""
+    return _PACKED_RY_U8X4.get(k, _PACKED_RY[k]) if lanes == "gpuenhance_u8x4" else _PACKED_RY[k]
+
+
 def _packed_name(k: int, fuse: int, lanes: str) -> str:
-    return f"gpuenhance_median_small_packed<{k}, {_PACKED_RY[k]}, {lanes}, {fuse}>"
+    return f"gpuenhance_median_small_packed<{k}, {_packed_ry(k, lanes)}, {lanes}, {fuse}>"
 
 
 def _packed_names(lane_index: int = 0) -> list[str]:
     """Every packed instantiation of one lane choice (0: the default, 1: sm_90's uint8)."""
     return [_packed_name(k, f, lanes[lane_index]) for d, lanes in _PACKED_LANES.items()
-            if lane_index < len(lanes) for f in _fusions(d) for k in _PACKED_K]
+            if lane_index < len(lanes) for f in _fusions(d) for k in _PACKED_K[d]]
 
 
 # Hot on sm_90 and newer only (checked there).
@@ -329,28 +340,33 @@ def median_launch(shape, dtype, ksize: int) -> dict:
     return cfg
 
 
-def median_packed_launch(shape, dtype, ksize: int) -> dict | None:
+def median_packed_launch(shape, dtype, ksize: int, table_channels: int = 0,
+                         lanes: str | None = None) -> dict | None:
     """Launch configuration of the packed median, or None where it does not apply.
 
-    It applies to uint8, uint16 and float32 with ksize 3 and 5, pixels of at most
+    It applies to uint8, uint16 and float32 with ksize 3 and 5 (uint8: and 7), pixels of at most
     ``_PACKED_MAX_PIXEL`` bytes, and rows of W*C values whose byte offsets fit an int.
     Block (64, BY): each thread owns one 32-bit word (4 uint8, 2 uint16 or 1 float32) of RY
     rows, a block 256 bytes of BY*RY rows; grid (ceil(row bytes / 256), row tiles, images),
     grid.y and grid.z clamped to ``_GRID_Y`` / ``_GRID_Z`` (the kernel strides over the rest).
+    ``table_channels``: uint8 with a fused table (FUSE_LUT) of that many channels, which the
+    kernel copies behind its tile in shared memory (256 bytes per channel). ``lanes``: the
+    word layout (:func:`_packed_lanes`; default the dtype's first), which sets RY.
     """
     check_nhwc(shape)
     n, h, w, c = (int(v) for v in shape)
     dtype = np.dtype(dtype)
-    if dtype not in _PACKED_LANES or ksize not in _PACKED_K:
+    if dtype not in _PACKED_LANES or ksize not in _PACKED_K[dtype]:
         return None
     pixel = c * dtype.itemsize
     if pixel > _PACKED_MAX_PIXEL[dtype] or w * pixel > INT32_MAX - 4 * _PACKED_TILE:
         return None
-    rows = _PACKED_BY * _PACKED_RY[ksize]
+    rows = _PACKED_BY * _packed_ry(ksize, lanes or _PACKED_LANES[dtype][0])
     pad = -(-(ksize // 2) * pixel // 16) * 16
     grid = (blocks(w * pixel, _PACKED_TILE), min(blocks(h, rows), _GRID_Y), min(n, _GRID_Z))
     return dict(grid=check_grid(grid, "median_filter"), block=(_PACKED_TILE // 4, _PACKED_BY, 1),
-                shared_mem=(rows + ksize - 1) * (_PACKED_TILE + 2 * pad + 16), rows=rows)
+                shared_mem=(rows + ksize - 1) * (_PACKED_TILE + 2 * pad + 16)
+                + (256 * table_channels if dtype == np.uint8 else 0), rows=rows)
 
 
 def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, gain=1.0):
@@ -370,10 +386,12 @@ def median_filter(ctx, img, ksize: int, border: str, *, lut=None, gamma=None, ga
     fuse, point = _point(ctx, x, lut, gamma, gain)
     code = _i32(BORDER_CODES[border])
     dims = (x, out, _i32(n), _i32(h), _i32(w), _i32(c))
-    packed = median_packed_launch(x.shape, dtype, ksize)
+    lanes = _packed_lanes(ctx, dtype) if dtype in _PACKED_LANES else None
+    packed = median_packed_launch(x.shape, dtype, ksize, int(point[1]) if fuse == FUSE_LUT else 0,
+                                  lanes)
     if cfg["path"] == "small" and packed is not None:
         cfg = packed
-        kern = ctx.kernel("median.cu", _packed_name(ksize, fuse, _packed_lanes(ctx, dtype)))
+        kern = ctx.kernel("median.cu", _packed_name(ksize, fuse, lanes))
         args = dims + (code,)
     elif cfg["path"] == "small":
         kern = ctx.kernel("median.cu", _small_name(dtype, ksize, fuse))

@@ -396,6 +396,12 @@ static inline double min(double a, float b) { return fmin(a, (double)b); }
 static inline double max(double a, float b) { return fmax(a, (double)b); }
 
 // ---------------------------------------------------------------------------------------------
+// __trap: a kernel that must never run here (a stub for another architecture) aborts loudly.
+[[noreturn]] static inline void __trap() {
+    fprintf(stderr, "gpuenhance emulator: __trap() called in a kernel\n");
+    abort();
+}
+
 // SIMD-in-a-word and byte/funnel-shift intrinsics (CUDA Math API, integer intrinsics).
 // Lanes are the 8-bit (…4) or 16-bit (…2) fields of a 32-bit word, lane 0 in the low bits.
 // ---------------------------------------------------------------------------------------------
