@@ -28,6 +28,17 @@ def _emulator_problem() -> str | None:
     return compiler_problem()
 
 
+@pytest.fixture(scope="module")
+def ctx():
+    """The emulated CUDA engine's kernel context (skips where the emulator cannot build)."""
+    problem = _emulator_problem()
+    if problem is not None:
+        pytest.skip(f"CUDA emulator unavailable: {problem}")
+    from gpuenhance._cuda._loader import get_context
+
+    return get_context("cuda-emulated")
+
+
 @pytest.fixture(
     params=[
         "cpu",

@@ -25,18 +25,6 @@ _CV_BORDER = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
               "reflect_101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from gpuenhance._cuda.emulator import compiler_problem
-
-    problem = compiler_problem()
-    if problem is not None:
-        pytest.skip(f"CUDA emulator unavailable: {problem}")
-    from gpuenhance._cuda._loader import get_context
-
-    return get_context("cuda-emulated")
-
-
 def _random(rng, shape, dtype):
     dtype = np.dtype(dtype)
     if dtype.kind == "f":

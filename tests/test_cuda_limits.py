@@ -23,18 +23,6 @@ from gpuenhance._cuda._common import GRID_X_MAX, GRID_YZ_MAX, INT32_MAX, MAX_EXT
 BIG = 2**31  # more elements than a 32-bit index reaches
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from gpuenhance._cuda.emulator import compiler_problem
-
-    problem = compiler_problem()
-    if problem is not None:
-        pytest.skip(f"CUDA emulator unavailable: {problem}")
-    from gpuenhance._cuda._loader import get_context
-
-    return get_context("cuda-emulated")
-
-
 def _fake(shape, dtype=np.uint8):
     """A zero-stride array of *shape*: one element of memory, any metadata."""
     return np.broadcast_to(np.zeros((1,) * len(shape), dtype=dtype), shape)

@@ -21,18 +21,6 @@ from gpuenhance._cuda import filters, tone
 EMU = "cuda-emulated"
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from gpuenhance._cuda.emulator import compiler_problem
-
-    problem = compiler_problem()
-    if problem is not None:
-        pytest.skip(f"CUDA emulator unavailable: {problem}")
-    from gpuenhance._cuda._loader import get_context
-
-    return get_context(EMU)
-
-
 class _Launches:
     """Records the name expression of every kernel launched through ``ctx.kernel``."""
 
