@@ -61,3 +61,17 @@ def backend(request) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def numba_without_disk_cache(monkeypatch):
+    """``numba.njit`` raising when asked to cache, as where no cache location is writable."""
+    numba = pytest.importorskip("numba")
+    real = numba.njit
+
+    def njit(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", njit)

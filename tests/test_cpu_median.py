@@ -114,19 +114,9 @@ def test_numpy_fallback_without_numba(rng, monkeypatch):
                                   filter_oracle(img, 5, "constant"))
 
 
-def test_compiles_without_a_disk_cache(rng, monkeypatch):
+def test_compiles_without_a_disk_cache(rng, numba_without_disk_cache):
     """No writable cache location (numba raises when asked to cache): compiled per process."""
-    import numba
-
-    real = numba.njit
-
-    def njit(*args, **kwargs):
-        if kwargs.get("cache"):
-            raise RuntimeError("cannot cache function: no locator available")
-        return real(*args, **kwargs)
-
     _median._kernel.cache_clear()
-    monkeypatch.setattr(numba, "njit", njit)
     try:
         plane = values(rng, (20, 24), np.uint16, "random")
         np.testing.assert_array_equal(_median.median_plane(plane, 7),
