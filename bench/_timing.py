@@ -146,11 +146,18 @@ def time_cpu(
     target_s: float = 1.0,
     min_runs: int = 3,
     max_runs: int = 20,
+    settle_s: float = 0.0,
 ) -> dict:
     """Median wall time of ``fn(*inputs[i % len(inputs)])``.
 
     One warm-up call, then as many runs as fit in about *target_s* (between *min_runs* and
     *max_runs*). In smoke mode: a single call, no warm-up.
+
+    *settle_s*: after the pause that lets OpenCV's pool threads fall asleep, keep calling
+    *fn* (untimed) for this long before the timed runs. On a virtual machine the first tens
+    of milliseconds after an idle pause run slower (a 2-core EPYC VM: cv2.medianBlur 3x3 on
+    512x512 took 72 us per call for 70 ms after a 50 ms pause, 53 us back to back), so
+    without it short calls are timed in that state rather than the steady one a batch runs in.
     """
     n_in = len(inputs)
     if smoke:
@@ -166,6 +173,11 @@ def time_cpu(
     # OpenCV's pool threads spin for 10-20 ms after a parallel call (the warm-up's, or the
     # previous row's) and that CPU time is not this call's: let them fall asleep first
     time.sleep(0.05)
+    settle_end = time.perf_counter() + settle_s
+    i = 0
+    while time.perf_counter() < settle_end:
+        fn(*inputs[i % n_in])
+        i += 1
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     for i in range(runs):

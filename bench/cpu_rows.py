@@ -98,6 +98,9 @@ def main(argv=None) -> int:
                     help="comma-separated fnmatch patterns of peer names to keep, e.g. 'cv2.*' "
                          "(default: every peer)")
     ap.add_argument("--smoke", action="store_true", help="tiny inputs, one call each")
+    ap.add_argument("--settle-s", type=float, default=0.2,
+                    help="untimed calls for this long before each timing, after the idle "
+                         "pause (default 0.2; 0: the timing starts right after the pause)")
     ap.add_argument("--out", type=Path, default=report.RESULTS)
     ap.add_argument("--tag", default=None, help="suffix of the output file names")
     args = ap.parse_args(argv)
@@ -113,7 +116,8 @@ def main(argv=None) -> int:
         extra = {fam: [_before_impl(str(Path(args.before).resolve()))] for fam in FAMILIES}
 
     def timer(fn, inputs):  # long calls: one warm-up and one run per round
-        return _timing.time_cpu(fn, inputs, smoke=args.smoke, min_runs=1, max_runs=9)
+        return _timing.time_cpu(fn, inputs, smoke=args.smoke, min_runs=1, max_runs=9,
+                                settle_s=args.settle_s)
 
     info = _timing.device_info()
     stem = f"{_dt.date.today().isoformat()}-{_timing.device_label(info)}-cpu-rows" + (
@@ -136,6 +140,8 @@ def main(argv=None) -> int:
           "`gpuenhance 1 thread` = the same engine inside `limit_threads(1)`, OpenCV's pool "
           "held to one thread too (`cv2.setNumThreads(1)`)"
           + ("; `gpuenhance before` = the CPU engine before this change" if args.before else ""),
+          f"- each timing: one warm-up call, a 50 ms pause, {args.settle_s:g} s of untimed calls "
+          "(the steady state a batch runs in), then the timed calls",
           "- these two columns are references: never the best peer; their (×r) is their time "
           "over gpuenhance's"]
     if args.smoke:

@@ -37,3 +37,17 @@ def test_call_overhead_driver_runs_this_checkout(capsys, request):
     assert call_overhead.main(["--smoke", "--rounds", "1"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| now |")]
     assert [ln.split("|")[2].strip() for ln in lines] == list(call_overhead.CASES)
+
+
+def test_settle_calls_come_before_the_timed_ones():
+    """time_cpu's settle phase: untimed calls after the pause, then exactly the timed runs."""
+    import time
+
+    from bench import _timing
+
+    calls = []
+    res = _timing.time_cpu(lambda: calls.append(time.perf_counter()), [()], target_s=0.0,
+                           min_runs=3, max_runs=3, settle_s=0.02)
+    assert res["runs"] == 3
+    assert len(calls) > 1 + 3 + 10  # the warm-up, many settle calls, the timed runs
+    assert calls[-3] - calls[0] >= 0.05 + 0.02  # timed runs start after pause and settling
