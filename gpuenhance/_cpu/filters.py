@@ -229,6 +229,18 @@ def _threads_for(cost_ns: float, min_ns: float) -> int:
     return _threads.num_threads() if cost_ns >= min_ns else 1
 
 
+def _split_threads(n: int, band_ns: float, image_ns: float) -> tuple[int, int]:
+    """(threads per image, images side by side) for a batch of *n* images.
+
+    An image worth banding (*band_ns*) gets bands on every thread, one image at a time;
+    otherwise images run side by side, which needs no extra copy and so pays off for cheap
+    ops too.
+    """
+    per_image = _threads_for(band_ns, _BAND_MIN_NS)
+    across = 1 if per_image > 1 else min(n, _threads_for(n * image_ns, _BAND_MIN_NS))
+    return per_image, across
+
+
 @functools.lru_cache(maxsize=1)
 def _network3():
     """The compiled 3x3 median (:mod:`._median3`), or None where Numba cannot be imported."""
@@ -262,8 +274,7 @@ def _median3_batch(img, border: str):
         for i in range(n):
             network.median3_rows(src[i], c, 0, h, border, dst[i])
         return out
-    per_image = _threads_for(image_ns, _BAND_MIN_NS)
-    across = 1 if per_image > 1 else min(n, _threads.num_threads())
+    per_image, across = _split_threads(n, image_ns, image_ns)
     bands = _row_bands(h, 1, per_image, _BAND_MIN_ROWS)
 
     def one(i):
@@ -302,9 +313,7 @@ def median_filter(img, ksize: int, border: str):
         res = cv2.medianBlur(np.ascontiguousarray(_plane(x[0])), ksize)
         return from_nhwc(res.reshape(1, h, w, c), img.ndim)
     out = np.empty((n, h, w, c), dtype=x.dtype)
-    per_image = _threads_for(band_ns, _BAND_MIN_NS)
-    # images side by side need no extra copy: worth it for cheap ops too
-    across = 1 if per_image > 1 else min(n, _threads_for(n * image_ns, _BAND_MIN_NS))
+    per_image, across = _split_threads(n, band_ns, image_ns)
 
     def one(i):
         if whole:
