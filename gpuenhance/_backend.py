@@ -205,6 +205,11 @@ class Engine:
         return self.to_caller(out)
 
 
+# The engine of every call on NumPy arrays (frozen, so one instance serves all; building one
+# costs about 0.7 us, a tenth of a small call).
+_CPU = Engine(name="cpu", input_on_gpu=False)
+
+
 def resolve(*arrays, backend: str | None = None) -> Engine:
     """Pick the engine for a call on *arrays*.
 
@@ -226,7 +231,7 @@ def resolve(*arrays, backend: str | None = None) -> Engine:
         for and the emulator cannot build here.
     """
     if backend is None and _cupy_module() is None:  # NumPy (or nothing) in, no override
-        return Engine(name="cpu", input_on_gpu=False)
+        return _CPU
     check_name(backend)
     kinds = {is_cupy(a) for a in arrays if a is not None}
     if len(kinds) > 1:
