@@ -17,9 +17,11 @@ BORDERS = ("replicate", "reflect", "reflect_101", "constant")
 NP_PAD = {"replicate": "edge", "reflect": "symmetric", "reflect_101": "reflect",
           "constant": "constant"}
 # widths around the kernel's vector step (32 values per row inside the borders) and its
-# tail step, and images one pixel wide or high
+# tail step, images one pixel wide or high, and rows of whole vector steps (read as runs of
+# the flat image) tall enough to have rows away from the top and bottom
 SHAPES = [(1, 1), (1, 2), (2, 1), (3, 3), (1, 40), (40, 1), (5, 7, 3), (9, 33), (9, 34),
-          (9, 35), (6, 66), (7, 97), (13, 65, 5), (33, 31, 2), (40, 130, 3), (11, 23, 4)]
+          (9, 35), (6, 66), (7, 97), (13, 65, 5), (33, 31, 2), (40, 130, 3), (11, 23, 4),
+          (13, 64), (12, 32, 2), (17, 96, 3), (11, 128, 4), (10, 32)]
 
 
 def sorted_median(img, border):
@@ -57,10 +59,11 @@ def test_replicate_equals_opencv(rng, shape):
 
 
 @pytest.mark.parametrize("border", BORDERS)
-@pytest.mark.parametrize("step", [1, 2, 3, 5, 7])
-def test_row_bands_fill_only_their_rows(rng, border, step):
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 7, 9])
+@pytest.mark.parametrize("width", [41, 32])  # 32 x 3 values: rows of whole vector steps
+def test_row_bands_fill_only_their_rows(rng, border, step, width):
     """Bands of any height, in any order, give the whole-image result and touch nothing else."""
-    img = rng.integers(0, 256, (23, 41, 3), dtype=np.uint8)
+    img = rng.integers(0, 256, (23, width, 3), dtype=np.uint8)
     ref = sorted_median(img, border)
     src, c = rows(img)
     out = np.full_like(img, 7)

@@ -14,7 +14,10 @@ between neighbouring windows instead:
 The loops are plain element loops that LLVM vectorises (``vpminub``/``vpmaxub`` on AVX2). A
 row's tail is one more vector step overlapping the previous one (it recomputes the same
 values) instead of a scalar remainder; the pixels next to the left and right borders take a
-scalar loop. Every order of min/max that selects the median gives the same value, so the
+scalar loop. Where a row is a whole number of vector steps (widths of 512, 1920, 3840...),
+rows away from the top and bottom are read as runs of the flat image that reach into the
+neighbouring rows, so one loop covers them with no tail step (512x512: 1.14x faster) and the
+scalar loop then rewrites the border pixels. Every order of min/max that selects the median gives the same value, so the
 result equals ``cv2.medianBlur`` bit for bit. Measured on a 2-core EPYC: 1.1-1.3x
 ``cv2.medianBlur`` on one core once warm (bench/results); 16-bit images ran slower than
 OpenCV's network with the same loops, so they keep it.
@@ -165,6 +168,14 @@ def _edge(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, j, mode):  # pragma: no 
 
 
 @numba.njit(inline="always")
+def _edges(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, mode):  # pragma: no cover
+    """Four output rows at the *c* elements at each end of a row."""
+    for j in range(c):
+        _edge(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, j, mode)
+        _edge(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, n - c + j, mode)
+
+
+@numba.njit(inline="always")
 def _row(src, r, top, bottom):  # pragma: no cover - compiled by Numba
     if r < 0:
         return top
@@ -182,9 +193,7 @@ def _group(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, mode):  # pragma: no co
         _interior(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, 0, full)
         if full < inner:  # the tail: one more step, overlapping the last
             _interior(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, inner - _STEP, _STEP)
-        for j in range(c):
-            _edge(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, j, mode)
-            _edge(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, n - c + j, mode)
+        _edges(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, mode)
     else:
         for j in range(n):
             _edge(r0, r1, r2, r3, r4, r5, o0, o1, o2, o3, c, n, j, mode)
@@ -203,12 +212,29 @@ def _rows(src, c, y0, y1, mode, dst):  # pragma: no cover - compiled by Numba
         top = src[0]
         bottom = src[h - 1]
     spare = np.empty((3, n), src.dtype)  # rows past y1 of the last group of four
+    # Rows of a whole number of vector steps, far enough from the top and bottom, are read and
+    # written as runs of the flat image from c before a row's start to c past its end: one
+    # loop with no tail step covers the row, the c values at each end read the neighbouring
+    # rows (wrong there, but the edge loop rewrites them) and every read stays in the image.
+    whole = n % _STEP == 0 and n - 2 * c >= _STEP
+    flat_src = src.reshape(h * n)
+    flat_dst = dst.reshape(h * n)
+    m = n + 2 * c
     for y in range(y0, y1, 4):
         o0 = dst[y]
         o1 = dst[y + 1] if y + 1 < y1 else spare[0]
         o2 = dst[y + 2] if y + 2 < y1 else spare[1]
         o3 = dst[y + 3] if y + 3 < y1 else spare[2]
-        if 1 <= y and y + 4 < h:  # inside: rows straight from the image
+        if whole and 2 <= y and y + 6 <= h and y + 4 <= y1:
+            b = y * n - c  # where the run of output row y starts
+            _interior(flat_src[b - n:b - n + m], flat_src[b:b + m], flat_src[b + n:b + n + m],
+                      flat_src[b + 2 * n:b + 2 * n + m], flat_src[b + 3 * n:b + 3 * n + m],
+                      flat_src[b + 4 * n:b + 4 * n + m], flat_dst[b:b + m],
+                      flat_dst[b + n:b + n + m], flat_dst[b + 2 * n:b + 2 * n + m],
+                      flat_dst[b + 3 * n:b + 3 * n + m], c, 0, n)
+            _edges(src[y - 1], src[y], src[y + 1], src[y + 2], src[y + 3], src[y + 4],
+                   o0, o1, o2, o3, c, n, mode)
+        elif 1 <= y and y + 4 < h:  # inside: rows straight from the image
             _group(src[y - 1], src[y], src[y + 1], src[y + 2], src[y + 3], src[y + 4],
                    o0, o1, o2, o3, c, n, mode)
         else:  # at the top or bottom: the outside rows, and any row for spare outputs
